@@ -9,9 +9,9 @@ import importlib, sys
 # %% auto #0
 __all__ = ['COMMANDS', 'main']
 
-# %% ../nbs/10_cli.ipynb #f4f65f76
+# %% ../nbs/10_cli.ipynb #f0e07aab
 COMMANDS = {  # command -> (module, function, one-line help)
-    'demo':      ('spamo.train',     'demo_cli',      'generate SynthSign, extract, train and evaluate a tiny model on this machine'),
+    'demo':      ('spamo.demo',      'demo_cli',      'generate SynthSign, extract, train and evaluate a tiny model on this machine'),
     'synth':     ('spamo.synth',     'synth_cli',     'write a SynthSign dataset in the PHOENIX14T layout'),
     'extract':   ('spamo.features',  'extract_cli',   'extract spatial (S2) and motion features into a resumable feature store'),
     'train':     ('spamo.train',     'train_cli',     'train SpaMo on extracted features (same job as nbs/06_train.ipynb)'),
@@ -24,7 +24,7 @@ def _usage() -> str:
     rows = '\n'.join(f'  {k:<{w}}  {v[2]}' for k, v in COMMANDS.items())
     return f'usage: spamo <command> [options]\n\ncommands:\n{rows}\n\n`spamo <command> --help` shows the options of one command.'
 
-# %% ../nbs/10_cli.ipynb #2b405075
+# %% ../nbs/10_cli.ipynb #b25470dc
 def main(argv: list[str] | None = None) -> int:
     "Run `spamo <command> ...`; returns the command's exit status."
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -36,3 +36,6 @@ def main(argv: list[str] | None = None) -> int:
     mod, fn, _ = COMMANDS[cmd]
     status = getattr(importlib.import_module(mod), fn)(rest)
     return int(status or 0)
+
+# `python -m spamo.cli ...` (e.g. under `accelerate launch` or `torchrun`); not when a notebook kernel runs this cell
+if __name__ == '__main__' and not hasattr(__builtins__, '__IPYTHON__') and 'get_ipython' not in globals(): sys.exit(main())
