@@ -9,7 +9,8 @@ from torch import nn
 import torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['MODES', 'collate_features', 'length_mask', 'join_streams', 'MaskedBatchNorm1d', 'pooled_lengths', 'SignAdapter']
+__all__ = ['MODES', 'collate_features', 'length_mask', 'join_streams', 'MaskedBatchNorm1d', 'pooled_lengths', 'standardize_time',
+           'SignAdapter']
 
 # %% ../nbs/03_adapter.ipynb #03088815
 def _pad(rows: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -79,28 +80,42 @@ def pooled_lengths(lengths: torch.Tensor, # (B,) real positions before pooling
     for _ in range(times): lengths = (lengths // 2).clamp(min=1)
     return lengths
 
-# %% ../nbs/03_adapter.ipynb #637d1441
+# %% ../nbs/03_adapter.ipynb #b4273d52
+def standardize_time(x: torch.Tensor, # (B, L, D) padded stream
+                     n: torch.Tensor, # (B,) real positions
+                     eps: float = 1e-6) -> torch.Tensor:
+    "Each sample's real positions standardised per channel over time; padding becomes 0."
+    m = length_mask(n, x.shape[1])[..., None]
+    x = x.masked_fill(~m, 0)
+    cnt = m.sum(1, keepdim=True).clamp(min=1)
+    mean = x.sum(1, keepdim=True) / cnt
+    var = ((x - mean).masked_fill(~m, 0) ** 2).sum(1, keepdim=True) / cnt
+    return ((x - mean) / (var + eps).sqrt()).masked_fill(~m, 0)
+
+# %% ../nbs/03_adapter.ipynb #a3a03344
 MODES = ('both', 'spatial', 'motion')
 
-def _project(proj: nn.Linear, x: torch.Tensor|None, n, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+def _project(proj: nn.Linear, x: torch.Tensor|None, n, name: str, standardize: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     "Project one padded stream after checking its lengths; returns (x (B, L, hidden), lengths (B,))."
     if x is None or n is None: raise ValueError(f"this SignAdapter mode needs '{name}' and '{name}_len'")
     n = torch.as_tensor(n, device=x.device).long()
     if n.shape != x.shape[:1] or (n < 0).any() or (n > x.shape[1]).any():
         raise ValueError(f"'{name}_len' {n.tolist()} does not fit '{name}' of shape {tuple(x.shape)}")
+    if standardize: x = standardize_time(x.float(), n)
     return proj(x.to(proj.weight.dtype)), n
 
-# %% ../nbs/03_adapter.ipynb #6a7a1e76
+# %% ../nbs/03_adapter.ipynb #fab7a438
 class SignAdapter(nn.Module):
     "Sign Adapter (section 3.4): projections, time-join, 1D CNN {K5, P2, K5, P2} and an MLP to the LLM width."
     def __init__(self, spatial_dim:int, # width of Z_s (2d with two S2 scales)
                  motion_dim:int, # width of Z_m (d)
                  llm_dim:int, # width of the LLM's input embeddings (d')
                  hidden:int=1024, # common width of the projections and the CNN
-                 mode:str='both'): # 'both', 'spatial' (SE only) or 'motion' (ME only), as in Table 3
+                 mode:str='both', # 'both', 'spatial' (SE only) or 'motion' (ME only), as in Table 3
+                 standardize:bool=False): # standardise each stream over each video's frames first (`standardize_time`)
         super().__init__()
         if mode not in MODES: raise ValueError(f'unknown SignAdapter mode {mode!r}; known modes: {", ".join(MODES)}')
-        self.mode, self.llm_dim = mode, llm_dim
+        self.mode, self.llm_dim, self.standardize = mode, llm_dim, standardize
         self.spatial_proj = nn.Linear(spatial_dim, hidden) if mode != 'motion' else None
         self.motion_proj = nn.Linear(motion_dim, hidden) if mode != 'spatial' else None
         self.convs = nn.ModuleList([nn.Conv1d(hidden, hidden, 5, padding=2) for _ in range(2)])
@@ -113,7 +128,7 @@ class SignAdapter(nn.Module):
                 motion_len:torch.Tensor|None=None, # (B,) real clips N_i
                ) -> tuple[torch.Tensor, torch.Tensor]:
         "Z_sm (B, M, llm_dim), zero at padding, and its mask (B, M); M_i = floor(floor((T_i+N_i)/2)/2), at least 1."
-        parts = [_project(p, x, n, k) for p, x, n, k in ((self.spatial_proj, spatial, spatial_len, 'spatial'),
+        parts = [_project(p, x, n, k, self.standardize) for p, x, n, k in ((self.spatial_proj, spatial, spatial_len, 'spatial'),
                                                           (self.motion_proj, motion, motion_len, 'motion')) if p is not None]
         x, n = join_streams(parts)
         if (n < 1).any(): raise ValueError(f'samples {(n < 1).nonzero().flatten().tolist()} have no features (length 0)')

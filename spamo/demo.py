@@ -14,11 +14,11 @@ from .evaluate import evaluate_run
 # %% auto #0
 __all__ = ['DEMO', 'TINY_TRAINING', 'demo_training', 'demo', 'demo_cli']
 
-# %% ../nbs/09_demo.ipynb #cc6f8fe4
+# %% ../nbs/09_demo.ipynb #17c179a9
 DEMO = dict(n_train=2000, n_dev=200, n_test=200, size=64, pretrain_seconds=60., max_steps=600)
 
 TINY_TRAINING = dict(  # RunConfig fields of the demo's runs
-    dataset='phoenix14t', llm_dtype='fp32', precision='fp32', adapter_hidden=256, lora_r=16, lora_alpha=32,
+    dataset='phoenix14t', llm_dtype='fp32', precision='fp32', adapter_hidden=256, standardize=True, lora_r=16, lora_alpha=32,
     batch_size=32, lr=1e-3, min_lr=1e-4, lr_warmup_steps=30, weight_decay=0.01, clip_grad=1.0,
     num_beams=5, max_new_tokens=40)
 

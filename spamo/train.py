@@ -20,7 +20,7 @@ __all__ = ['JOB_ONLY', 'DataConfig', 'ModelConfig', 'TrainConfig', 'RunConfig', 
            'RunLog', 'train', 'load_run', 'prepare_synthsign', 'prepare_tiny_llm', 'smoke_run', 'config_fields',
            'train_cli']
 
-# %% ../nbs/06_train.ipynb #a517014e
+# %% ../nbs/06_train.ipynb #6bb6f62f
 @dataclass
 class DataConfig:
     dataset: str = 'phoenix14t'   # loader name in spamo.data
@@ -41,6 +41,7 @@ class ModelConfig:
     lora_dropout: float = 0.1       # LoRA dropout
     adapter_hidden: int = 1024      # Sign Adapter width
     mode: str = 'both'              # both | spatial | motion
+    standardize: bool = False       # standardise features over each video before the adapter (off in the paper)
     vt_lambda: float = 0.1          # lambda of equation (2)
     num_examples: int = 0           # in-context example sentences in the prompt
     blind: bool = False             # zero the video features (blind baseline)
@@ -91,10 +92,11 @@ def config_from_params(**params) -> RunConfig:
     if unknown: raise TypeError(f"unknown parameters: {sorted(unknown)}")
     return RunConfig(*(c(**{k: v for k, v in params.items() if k in names}) for c, names in groups.items()))
 
-# %% ../nbs/06_train.ipynb #0ad174ef
+# %% ../nbs/06_train.ipynb #1fe20ae5
 class FeatureData:
     "The samples of one split with their features, batched for `SpaMo`."
-    def __init__(self, samples: list[Sample], store: FeatureStore, cache: bool = True):
+    def __init__(self, samples: list[Sample], store: FeatureStore,
+                 cache: bool = False): # keep features in memory (small datasets: SynthSign, a dev split)
         missing = [s.id for s in samples if s.id not in store]
         if missing:
             raise FileNotFoundError(f"{len(missing)} of {len(samples)} samples have no features in {store.path} "
@@ -174,7 +176,7 @@ def load_checkpoint(path, model: SpaMo, opt=None, sched=None) -> dict:
     if sched is not None: sched.load_state_dict(state['scheduler'])
     return state
 
-# %% ../nbs/06_train.ipynb #276a0eac
+# %% ../nbs/06_train.ipynb #9a148a83
 def _dtype(name: str, device: torch.device) -> torch.dtype:
     if name == 'auto': name = 'bf16' if device.type == 'cuda' else 'fp32'
     dtypes = dict(bf16=torch.bfloat16, fp16=torch.float16, fp32=torch.float32)
@@ -186,7 +188,8 @@ def build_model(cfg: ModelConfig, spatial_dim: int, motion_dim: int, device='cpu
     device = torch.device(device)
     llm, tokenizer = load_llm(cfg.llm, dtype=_dtype(cfg.llm_dtype, device), lora=cfg.lora,
                               r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout)
-    adapter = SignAdapter(spatial_dim, motion_dim, llm.config.d_model, hidden=cfg.adapter_hidden, mode=cfg.mode)
+    adapter = SignAdapter(spatial_dim, motion_dim, llm.config.d_model, hidden=cfg.adapter_hidden, mode=cfg.mode,
+                          standardize=cfg.standardize)
     return SpaMo(adapter, llm, tokenizer, lam=cfg.vt_lambda, blind=cfg.blind).to(device)
 
 # %% ../nbs/06_train.ipynb #8715f029

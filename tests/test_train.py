@@ -1,0 +1,91 @@
+"""The training job: exact resume, papermill parameters, the CLI, and the blind baseline."""
+import csv, json, subprocess, sys
+from pathlib import Path
+import pytest, torch, yaml
+from safetensors.torch import load_file
+from spamo.train import config_from_params, train, smoke_run, train_cli, load_run, FeatureData
+from spamo.data import load_dataset
+from spamo.features import FeatureStore
+
+NB = Path(__file__).resolve().parents[1] / 'nbs' / '06_train.ipynb'
+
+
+@pytest.fixture(scope='module')
+def smoke() -> dict:
+    "Data, features and tiny LLM of the shared smoke run (built once per machine and code version)."
+    out = smoke_run().parent
+    return dict(data_root=str(out / 'data' / 'synthsign'), features=str(out / 'data' / 'features'), llm=str(out / 'llm'))
+
+
+def run_cfg(smoke, run_dir, **kw):
+    return config_from_params(**smoke | dict(run_dir=str(run_dir), llm_dtype='fp32', precision='fp32', adapter_hidden=32,
+                                             vt_warmup_steps=2, max_steps=6, batch_size=4, lr=1e-3, lr_warmup_steps=2,
+                                             eval_every=3, save_every=3, num_beams=2, max_new_tokens=12) | kw)
+
+
+def losses(run): return [r['loss'] for r in csv.DictReader(open(Path(run) / 'log.csv'))]
+
+
+def test_resume_is_exact(smoke, tmp_path):
+    "A run stopped after 3 steps and resumed ends with exactly the weights and losses of an uninterrupted run."
+    a = train(run_cfg(smoke, tmp_path / 'a'), progress=False)
+    b = train(run_cfg(smoke, tmp_path / 'b'), stop_after=3, progress=False)
+    assert b['steps'] == 3 and len(losses(tmp_path / 'b')) == 3
+    with pytest.raises(FileExistsError, match='resume=True'): train(run_cfg(smoke, tmp_path / 'b'), progress=False)
+    b = train(run_cfg(smoke, tmp_path / 'b', resume=True), progress=False)
+    assert b['steps'] == a['steps'] == 6
+    wa, wb = (load_file(tmp_path / r / 'checkpoints' / 'last' / 'trainable.safetensors') for r in 'ab')
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert losses(tmp_path / 'a') == losses(tmp_path / 'b')      # the log reads as one run, same losses
+    assert b['best_dev_bleu4'] == a['best_dev_bleu4']
+    w0 = load_file(tmp_path / 'a' / 'checkpoints' / 'best' / 'trainable.safetensors')
+    assert any('lora_' in k for k in w0) and not any('shared' in k for k in w0)  # only trained weights are saved
+
+
+def test_blind_model_ignores_the_video(smoke, tmp_path):
+    "The blind baseline's translations do not depend on the features; SpaMo's visual tokens do."
+    run = smoke_run()
+    model, cfg = load_run(run)
+    data = FeatureData(load_dataset('phoenix14t', cfg.data.data_root, 'test'), FeatureStore(cfg.data.features))
+    b = data.batch([0, 1])
+    z, _ = model.visual_tokens(b)
+    b2 = b | dict(spatial=torch.randn_like(b['spatial']), motion=torch.randn_like(b['motion']))
+    assert not torch.allclose(model.visual_tokens(b2)[0], z)
+    model.blind = True
+    assert torch.equal(model.visual_tokens(b2)[0], model.visual_tokens(b)[0])
+    assert model.generate(b2, num_beams=2, max_new_tokens=8) == model.generate(b, num_beams=2, max_new_tokens=8)
+
+
+def test_cli_yaml_and_overrides(smoke, tmp_path):
+    "`spamo train -f config.yaml -p name value` trains with the file's parameters and the overrides."
+    f = tmp_path / 'c.yaml'
+    f.write_text(yaml.safe_dump(smoke | dict(run_dir=str(tmp_path / 'r'), llm_dtype='fp32', precision='fp32', adapter_hidden=32,
+                                             vt_warmup_steps=1, max_steps=2, batch_size=4, eval_every=2, save_every=2,
+                                             num_beams=1, max_new_tokens=8, lora_r=8)))
+    assert train_cli(['-f', str(f), '-p', 'lora_r', '4', '-p', 'max_steps', '3']) == 0
+    cfg = json.loads((tmp_path / 'r' / 'config.json').read_text())
+    assert cfg['model']['lora_r'] == 4 and cfg['train']['max_steps'] == 3
+    assert json.loads((tmp_path / 'r' / 'summary.json').read_text())['steps'] == 3
+    assert train_cli(['-p', 'lora_rank', '4']) == 2  # an unknown parameter is refused by name
+
+
+def test_papermill_overrides_the_defaults(smoke, tmp_path):
+    "`papermill nbs/06_train.ipynb out.ipynb -p ...` runs the job with the given values, not the notebook's defaults."
+    args = [sys.executable, '-m', 'papermill', str(NB), str(tmp_path / 'out.ipynb'), '-p', 'run_dir', str(tmp_path / 'run'),
+            '-p', 'max_steps', '3', '-p', 'lora_r', '4', '-p', 'eval_every', '3', '--cwd', str(NB.parent)]
+    for k, v in smoke.items(): args += ['-p', k, v]
+    subprocess.run(args, check=True, capture_output=True)
+    cfg = json.loads((tmp_path / 'run' / 'config.json').read_text())
+    assert (cfg['model']['lora_r'], cfg['train']['max_steps'], cfg['data']['features']) == (4, 3, smoke['features'])
+    assert len(losses(tmp_path / 'run')) == 3 and (tmp_path / 'run' / 'curves.png').exists()
+
+
+def test_help_notebook_lists_every_parameter():
+    "`papermill --help-notebook` documents every parameter of the job with its comment."
+    out = subprocess.run([sys.executable, '-m', 'papermill', '--help-notebook', str(NB)], check=True, capture_output=True, text=True).stdout
+    src = next(''.join(c['source']) for c in json.loads(NB.read_text())['cells'] if 'parameters' in c['metadata'].get('tags', []))
+    params = [l.split(':')[0] for l in src.splitlines() if l and not l.startswith('#')]
+    assert len(params) > 30
+    for line in src.splitlines():
+        name, comment = line.split(':')[0], line.split('#', 1)[1].strip()
+        assert name in out and comment[:30] in out, name
