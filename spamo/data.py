@@ -12,9 +12,9 @@ from PIL import Image
 
 # %% auto #0
 __all__ = ['LANGUAGES', 'IMAGE_EXTS', 'PHOENIX_FIELDS', 'H2S_COLUMNS', 'LOADERS', 'Sample', 'VideoError', 'natural_key',
-           'frame_files', 'read_video', 'write_avi', 'read_sample', 'iter_samples', 'read_samples', 'norm_split',
-           'read_phoenix_csv', 'load_phoenix14t', 'read_how2sign_csv', 'load_how2sign', 'load_plain_pickle',
-           'read_csl_labels', 'read_csl_split', 'load_csl_daily', 'load_manifest', 'load_dataset']
+           'frame_files', 'load_decord', 'read_video', 'write_avi', 'read_sample', 'iter_samples', 'read_samples',
+           'norm_split', 'read_phoenix_csv', 'load_phoenix14t', 'read_how2sign_csv', 'load_how2sign',
+           'load_plain_pickle', 'read_csl_labels', 'read_csl_split', 'load_csl_daily', 'load_manifest', 'load_dataset']
 
 # %% ../nbs/00_data.ipynb #a166198f
 LANGUAGES = {'de': 'German', 'en': 'English', 'zh': 'Chinese', 'fr': 'French', 'es': 'Spanish', 'it': 'Italian',
@@ -86,12 +86,17 @@ def _read_images(files, idx, hw, where) -> np.ndarray:
         out[k] = a
     return out
 
-# %% ../nbs/00_data.ipynb #1d8662e7
+# %% ../nbs/00_data.ipynb #de6ca2ce
 def _short(e: Exception) -> str: return (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+
+def load_decord():
+    "The `decord` module, imported after torch: imported first, decord2 sends torch's later BLAS calls to NVBLAS, which exits the process."
+    import torch, decord  # noqa: F401  (the order matters)
+    return decord
 
 def _batches(vr, path, idx, hw, chunk):
     "uint8 batches of frames `idx` from decord reader `vr`, resized by its scaler, or by PIL where that scaler fails."
-    import decord
+    decord = load_decord()
     pil = False
     for c in range(0, len(idx), chunk):
         ids = list(idx[c:c + chunk])
@@ -104,7 +109,7 @@ def _batches(vr, path, idx, hw, chunk):
 
 def _read_container(path, start, end, every, hw, where, chunk=32) -> tuple[np.ndarray, float]:
     "Decode a video file with decord, `chunk` frames at a time."
-    import decord
+    decord = load_decord()
     try:
         vr = decord.VideoReader(str(path), ctx=decord.cpu(0), **(dict(width=hw[1], height=hw[0]) if hw else {}))
         n, fps = len(vr), float(vr.get_avg_fps())

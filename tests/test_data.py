@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from spamo.data import (Sample, VideoError, load_csl_daily, load_dataset, load_how2sign, load_manifest,
+from spamo.data import (Sample, VideoError, load_decord, load_csl_daily, load_dataset, load_how2sign, load_manifest,
                         load_phoenix14t, read_csl_labels, read_sample, read_samples, read_video, write_avi)
 
 
@@ -62,7 +62,7 @@ def _clip_rows(shared_data):
 
 
 def test_how2sign_all_clips_decode_with_container_counts_and_fps(shared_data):
-    import decord
+    decord = load_decord()
     rows = _clip_rows(shared_data)
     assert len(rows) == 48
     samples = {s.id: s for split in ('dev', 'test') for s in load_how2sign(
