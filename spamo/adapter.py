@@ -7,10 +7,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 import torch.nn.functional as F
+from fastcore.basics import patch
+from .registry import Registry
 
 # %% auto #0
-__all__ = ['MODES', 'collate_features', 'length_mask', 'join_streams', 'MaskedBatchNorm1d', 'pooled_lengths', 'standardize_time',
-           'SignAdapter']
+__all__ = ['MODES', 'CONNECTORS', 'collate_features', 'length_mask', 'join_streams', 'MaskedBatchNorm1d', 'pooled_lengths',
+           'standardize_time', 'build_connector', 'SignAdapter']
 
 # %% ../nbs/03_adapter.ipynb #03088815
 def _pad(rows: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -104,6 +106,15 @@ def _project(proj: nn.Linear, x: torch.Tensor|None, n, name: str, standardize: b
     if standardize: x = standardize_time(x.float(), n)
     return proj(x.to(proj.weight.dtype)), n
 
+# %% ../nbs/03_adapter.ipynb #09a012c8
+CONNECTORS = Registry('connector')
+CONNECTORS.register('mlp2x_gelu', lambda hidden, llm_dim: nn.Sequential(nn.Linear(hidden, llm_dim), nn.GELU(), nn.Linear(llm_dim, llm_dim)))
+CONNECTORS.register('linear', lambda hidden, llm_dim: nn.Linear(hidden, llm_dim))
+
+def build_connector(name:str, hidden:int, llm_dim:int) -> nn.Module:
+    "The connector `name` from `hidden` to `llm_dim` features."
+    return CONNECTORS[name](hidden, llm_dim)
+
 # %% ../nbs/03_adapter.ipynb #fab7a438
 class SignAdapter(nn.Module):
     "Sign Adapter (section 3.4): projections, time-join, 1D CNN {K5, P2, K5, P2} and an MLP to the LLM width."
@@ -112,7 +123,8 @@ class SignAdapter(nn.Module):
                  llm_dim:int, # width of the LLM's input embeddings (d')
                  hidden:int=1024, # common width of the projections and the CNN
                  mode:str='both', # 'both', 'spatial' (SE only) or 'motion' (ME only), as in Table 3
-                 standardize:bool=False): # standardise each stream over each video's frames first (`standardize_time`)
+                 standardize:bool=False, # standardise each stream over each video's frames first (`standardize_time`)
+                 connector:str='mlp2x_gelu'): # a `CONNECTORS` name
         super().__init__()
         if mode not in MODES: raise ValueError(f'unknown SignAdapter mode {mode!r}; known modes: {", ".join(MODES)}')
         self.mode, self.llm_dim, self.standardize = mode, llm_dim, standardize
@@ -120,24 +132,26 @@ class SignAdapter(nn.Module):
         self.motion_proj = nn.Linear(motion_dim, hidden) if mode != 'spatial' else None
         self.convs = nn.ModuleList([nn.Conv1d(hidden, hidden, 5, padding=2) for _ in range(2)])
         self.norms = nn.ModuleList([MaskedBatchNorm1d(hidden) for _ in range(2)])
-        self.connector = nn.Sequential(nn.Linear(hidden, llm_dim), nn.GELU(), nn.Linear(llm_dim, llm_dim))
+        self.connector = build_connector(connector, hidden, llm_dim)
 
-    def forward(self, spatial:torch.Tensor|None=None, # (B, Tmax, 2d) padded Z_s
-                spatial_len:torch.Tensor|None=None, # (B,) real frames T_i
-                motion:torch.Tensor|None=None, # (B, Nmax, d) padded Z_m
-                motion_len:torch.Tensor|None=None, # (B,) real clips N_i
-               ) -> tuple[torch.Tensor, torch.Tensor]:
-        "Z_sm (B, M, llm_dim), zero at padding, and its mask (B, M); M_i = floor(floor((T_i+N_i)/2)/2), at least 1."
-        parts = [_project(p, x, n, k, self.standardize) for p, x, n, k in ((self.spatial_proj, spatial, spatial_len, 'spatial'),
-                                                          (self.motion_proj, motion, motion_len, 'motion')) if p is not None]
-        x, n = join_streams(parts)
-        if (n < 1).any(): raise ValueError(f'samples {(n < 1).nonzero().flatten().tolist()} have no features (length 0)')
-        x = x.transpose(1, 2)                                          # (B, hidden, L) for Conv1d
-        for conv, norm in zip(self.convs, self.norms):
-            mask = length_mask(n, x.shape[-1])
-            x = F.relu(norm(conv(x * mask[:, None].to(x.dtype)), mask))  # zero at padding after the norm
-            n = pooled_lengths(n, 1)
-            x = F.max_pool1d(x, 2, ceil_mode=True)[..., :int(n.max())]
+# %% ../nbs/03_adapter.ipynb #788b0526
+@patch
+def forward(self:SignAdapter, spatial:torch.Tensor|None=None, # (B, Tmax, 2d) padded Z_s
+            spatial_len:torch.Tensor|None=None, # (B,) real frames T_i
+            motion:torch.Tensor|None=None, # (B, Nmax, d) padded Z_m
+            motion_len:torch.Tensor|None=None, # (B,) real clips N_i
+           ) -> tuple[torch.Tensor, torch.Tensor]:
+    "Z_sm (B, M, llm_dim), zero at padding, and its mask (B, M); M_i = floor(floor((T_i+N_i)/2)/2), at least 1."
+    parts = [_project(p, x, n, k, self.standardize) for p, x, n, k in ((self.spatial_proj, spatial, spatial_len, 'spatial'),
+                                                      (self.motion_proj, motion, motion_len, 'motion')) if p is not None]
+    x, n = join_streams(parts)
+    if (n < 1).any(): raise ValueError(f'samples {(n < 1).nonzero().flatten().tolist()} have no features (length 0)')
+    x = x.transpose(1, 2)                                          # (B, hidden, L) for Conv1d
+    for conv, norm in zip(self.convs, self.norms):
         mask = length_mask(n, x.shape[-1])
-        z = self.connector(x.transpose(1, 2))
-        return z * mask[..., None].to(z.dtype), mask
+        x = F.relu(norm(conv(x * mask[:, None].to(x.dtype)), mask))  # zero at padding after the norm
+        n = pooled_lengths(n, 1)
+        x = F.max_pool1d(x, 2, ceil_mode=True)[..., :int(n.max())]
+    mask = length_mask(n, x.shape[-1])
+    z = self.connector(x.transpose(1, 2))
+    return z * mask[..., None].to(z.dtype), mask

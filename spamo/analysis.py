@@ -8,6 +8,9 @@ import copy, json, re, time, unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np, pandas as pd, torch
+from .data import load_dataset
+from .features import FeatureStore
+from .model import FeatureData, load_run
 
 # %% auto #0
 __all__ = ['METRICS', 'READINGS', 'nearest_tokens', 'dedup', 'join_pieces', 'norm_word', 'words_of', 'agreement', 'load_lexicon',
@@ -265,9 +268,6 @@ def analyse_run(run_dir, # a run directory written by `spamo.train.train`
                 metrics: tuple = METRICS, # distances to map with; the first is the headline
                ) -> dict:
     "Visual tokens, agreement (trained vs control), Table 7, t-SNE and KDE entropy of a run; files go to `out_dir`."
-    from spamo.train import load_run, FeatureData
-    from spamo.data import load_dataset
-    from spamo.features import FeatureStore
     t0, secs = time.time(), {}
     model, cfg = load_run(run_dir, checkpoint)
     samples = load_dataset(cfg.data.dataset, cfg.data.data_root, split)

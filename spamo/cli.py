@@ -11,7 +11,7 @@ __all__ = ['COMMANDS', 'main']
 
 # %% ../nbs/10_cli.ipynb #f0e07aab
 COMMANDS = {  # command -> (module, function, one-line help)
-    'demo':      ('spamo.demo',      'demo_cli',      'generate SynthSign, extract, train and evaluate a tiny model on this machine'),
+    'demo':      ('spamo.demo',      'demo_cli',      'generate SynthSign, extract, train and evaluate a tiny model on a CPU'),
     'synth':     ('spamo.synth',     'synth_cli',     'write a SynthSign dataset in the PHOENIX14T layout'),
     'extract':   ('spamo.features',  'extract_cli',   'extract spatial (S2) and motion features into a resumable feature store'),
     'train':     ('spamo.train',     'train_cli',     'train SpaMo on extracted features (same job as nbs/06_train.ipynb)'),
@@ -27,6 +27,7 @@ def _usage() -> str:
 # %% ../nbs/10_cli.ipynb #b25470dc
 def main(argv: list[str] | None = None) -> int:
     "Run `spamo <command> ...`; returns the command's exit status."
+    if isinstance(argv, str): raise TypeError(f"main takes a list of arguments, e.g. main({argv.split()!r}), not the string {argv!r}")
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] in ('-h', '--help', 'help'):
         print(_usage()); return 0

@@ -4,28 +4,157 @@
 
 # %% ../nbs/09_demo.ipynb #25677fc4
 from __future__ import annotations
-import argparse, json, sys, tempfile, time
-from dataclasses import dataclass, asdict
+import argparse, json, random, sys, time
 from pathlib import Path
-from .data import load_dataset
-from .train import config_from_params, prepare_synthsign, prepare_tiny_llm, train
+import torch
+from .data import LANGUAGES, load_dataset
+from .spatial import OpenClipCLS, seeded
+from .motion import HFVideo
+from .features import extract
+from .llm import build_prompt
+from .model import RunConfig, config_fields, config_from_params
+from .train import train
 from .evaluate import evaluate_run
 
 # %% auto #0
-__all__ = ['DEMO', 'TINY_TRAINING', 'demo_training', 'demo', 'demo_cli']
+__all__ = ['TINY_CLIP', 'SPECIALS', 'DEMO', 'DEMO_TRAINING', 'tiny_spatial', 'tiny_videomae_config', 'tiny_motion',
+           'train_tokenizer', 'tiny_t5', 'mask_words', 'pretrain_denoiser', 'prepare_synthsign', 'prepare_tiny_llm',
+           'demo_config', 'demo', 'demo_cli']
+
+# %% ../nbs/09_demo.ipynb #c517b03d
+TINY_CLIP = dict(embed_dim=64, vision_cfg=dict(image_size=64, layers=2, width=128, head_width=32, patch_size=16),
+                 text_cfg=dict(context_length=8, vocab_size=64, width=32, heads=2, layers=1))
+
+def tiny_spatial(model='tiny', pretrained=None, seed:int=0) -> OpenClipCLS:
+    "The `SPATIAL['tiny']` backbone: a small open_clip ViT (`TINY_CLIP`) with seeded random weights."
+    import open_clip
+    return seeded(lambda: OpenClipCLS(open_clip.CLIP(**TINY_CLIP).visual), seed)
+
+# %% ../nbs/09_demo.ipynb #dfe40cd6
+def tiny_videomae_config(image_size:int=64, hidden:int=128, layers:int=2, heads:int=4, num_frames:int=16):
+    "A tiny random VideoMAE config (patch 16, tubelet 2, init std 1/sqrt(hidden))."
+    from transformers import VideoMAEConfig
+    return VideoMAEConfig(image_size=image_size, patch_size=16, num_frames=num_frames, tubelet_size=2, hidden_size=hidden,
+                          num_hidden_layers=layers, num_attention_heads=heads, intermediate_size=4 * hidden,
+                          initializer_range=hidden ** -0.5)
+
+def tiny_motion(model='tiny', seed:int=0) -> HFVideo:
+    "The `MOTION['tiny']` backbone: a `VideoMAEModel` of `tiny_videomae_config` with seeded random weights."
+    from transformers import VideoMAEModel
+    return seeded(lambda: HFVideo(VideoMAEModel(tiny_videomae_config())), seed)
+
+# %% ../nbs/09_demo.ipynb #dab6b244
+SPECIALS = ['<pad>', '</s>', '<unk>', '<extra_id_0>']  # ids 0, 1, 2, 3: T5's pad, eos and unk ids, then a mask sentinel
+
+def train_tokenizer(sentences:list,      # training text (target sentences, prompts)
+                    vocab_size:int=2000, # at most this many tokens
+                    kind:str='bpe',      # 'bpe', 'wordlevel' or 'unigram'
+                   ):
+    "Train a T5-style tokenizer (pad 0, eos 1, unk 2, eos appended) on `sentences`."
+    from tokenizers import Tokenizer, models, trainers, pre_tokenizers, decoders, processors
+    from transformers import PreTrainedTokenizerFast
+    kinds = {'bpe': (models.BPE(unk_token='<unk>'), trainers.BpeTrainer),
+             'wordlevel': (models.WordLevel(unk_token='<unk>'), trainers.WordLevelTrainer),
+             'unigram': (models.Unigram(), trainers.UnigramTrainer)}
+    if kind not in kinds: raise ValueError(f'unknown tokenizer kind {kind!r}; known: {", ".join(kinds)}')
+    model, trainer = kinds[kind]
+    extra = dict(unk_token='<unk>') if kind == 'unigram' else {}
+    tk = Tokenizer(model)
+    tk.pre_tokenizer, tk.decoder = pre_tokenizers.Metaspace(), decoders.Metaspace()
+    tk.train_from_iterator(list(sentences), trainer(vocab_size=vocab_size, special_tokens=SPECIALS, **extra))
+    tk.post_processor = processors.TemplateProcessing(single='$A </s>', pair='$A </s> $B </s>', special_tokens=[('</s>', 1)])
+    return PreTrainedTokenizerFast(tokenizer_object=tk, pad_token='<pad>', eos_token='</s>', unk_token='<unk>',
+                                   additional_special_tokens=['<extra_id_0>'])
+
+# %% ../nbs/09_demo.ipynb #4b987838
+def tiny_t5(tokenizer,           # its vocabulary sets the embedding size
+            d_model:int=128,     # width
+            layers:int=2,        # encoder layers (and as many decoder layers)
+            heads:int=4,         # attention heads
+            d_ff:int=256,        # feed-forward width
+            dropout:float=0.1,   # dropout rate
+            seed:int=0,          # weight initialisation seed
+           ):
+    "A small T5 with random weights for tests and the offline demo."
+    from transformers import T5Config, T5ForConditionalGeneration
+    cfg = T5Config(vocab_size=len(tokenizer), d_model=d_model, d_kv=d_model // heads, d_ff=d_ff, num_layers=layers,
+                   num_decoder_layers=layers, num_heads=heads, feed_forward_proj='gated-gelu', dropout_rate=dropout,
+                   pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, decoder_start_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(seed)
+    return T5ForConditionalGeneration(cfg)
+
+# %% ../nbs/09_demo.ipynb #acc8f3e0
+def mask_words(sentence:str, ratio:float, rng:random.Random, mask:str='<extra_id_0>') -> str:
+    "Replace `ratio` of the words of `sentence` (at least one) by `mask`."
+    words = sentence.split()
+    if not words: return sentence
+    for i in rng.sample(range(len(words)), max(1, round(ratio * len(words)))): words[i] = mask
+    return ' '.join(words)
+
+# %% ../nbs/09_demo.ipynb #aa88547d
+def pretrain_denoiser(model, tokenizer,
+                      sentences:list,          # text in the target language
+                      seconds:float=60.,       # time budget (ignored when `steps` is given)
+                      steps:int|None=None,     # number of steps (deterministic alternative to `seconds`)
+                      mask_ratio:float=0.3,    # share of words masked in each input
+                      batch_size:int=32, lr:float=1e-3, seed:int=0,
+                     ) -> tuple:
+    "Train all of `model` to restore masked sentences; returns the model (in eval mode) and each step's loss."
+    rng, mask = random.Random(seed), ('<extra_id_0>' if '<extra_id_0>' in tokenizer.get_vocab() else tokenizer.unk_token)
+    dev, sentences = next(model.parameters()).device, list(sentences)
+    opt, losses, t0 = torch.optim.AdamW(model.parameters(), lr=lr), [], time.time()
+    model.train()
+    while (len(losses) < steps) if steps is not None else (time.time() - t0 < seconds):
+        ys = rng.choices(sentences, k=batch_size)
+        x = tokenizer([mask_words(y, mask_ratio, rng, mask) for y in ys], padding=True, truncation=True, return_tensors='pt').to(dev)
+        labels = tokenizer(ys, padding=True, truncation=True, return_tensors='pt').input_ids.to(dev)
+        loss = model(**x, labels=labels.masked_fill(labels == tokenizer.pad_token_id, -100)).loss
+        opt.zero_grad(); loss.backward(); opt.step(); losses.append(loss.item())
+    return model.eval(), losses
+
+# %% ../nbs/09_demo.ipynb #7ca69fa6
+def prepare_synthsign(out, # folder for the dataset and its feature store
+                      n_train: int = 2000, n_dev: int = 200, n_test: int = 200, # videos per split
+                      size: int = 64, # frame size in pixels
+                      seed: int = 0, # SynthSign seed
+                      progress: bool = True) -> tuple[Path, Path]:
+    "Generate SynthSign and extract its features with the tiny encoders; returns (data_root, feature store)."
+    from spamo.synth import make_synthsign
+    if min(n_train, n_dev, n_test) < 1: raise ValueError(f'n_train, n_dev and n_test must be >= 1, got {n_train}, {n_dev}, {n_test}')
+    out, args = Path(out), dict(n_train=n_train, n_dev=n_dev, n_test=n_test, size=size, seed=seed)
+    root, done = out / 'synthsign', out / 'synthsign.json'  # `done` marks a finished generation: a rerun reuses it
+    if not done.exists() or json.loads(done.read_text()) != args:
+        done.unlink(missing_ok=True); make_synthsign(root, **args, progress=progress); done.write_text(json.dumps(args))
+    for split in ('train', 'dev', 'test'):
+        extract(load_dataset('phoenix14t', root, split), out / 'features', 'tiny', 'tiny', progress=progress)
+    return root, out / 'features'
+
+# %% ../nbs/09_demo.ipynb #20b9e530
+def prepare_tiny_llm(sentences: list[str], # target-language training sentences
+                     out, # folder the model and tokenizer are saved to (load it by this path)
+                     steps: int | None = None, seconds: float = 60., # denoiser pretraining budget
+                     d_model: int = 128, seed: int = 0) -> Path:
+    "A tiny T5 and tokenizer trained here on `sentences` (denoising), saved to `out`."
+    tok = train_tokenizer(list(sentences) + [build_prompt(l) for l in LANGUAGES])
+    model = tiny_t5(tok, d_model=d_model, seed=seed)
+    model, losses = pretrain_denoiser(model, tok, sentences, seconds=seconds, steps=steps, seed=seed)
+    out = Path(out); model.save_pretrained(out); tok.save_pretrained(out)
+    (out / 'pretrain.json').write_text(json.dumps(dict(steps=len(losses), first_loss=losses[0], last_loss=losses[-1])))
+    return out
 
 # %% ../nbs/09_demo.ipynb #17c179a9
 DEMO = dict(n_train=2000, n_dev=200, n_test=200, size=64, pretrain_seconds=60., max_steps=600)
 
-TINY_TRAINING = dict(  # RunConfig fields of the demo's runs
-    dataset='phoenix14t', llm_dtype='fp32', precision='fp32', adapter_hidden=256, standardize=True, lora_r=16, lora_alpha=32,
-    batch_size=32, lr=1e-3, min_lr=1e-4, lr_warmup_steps=30, weight_decay=0.01, clip_grad=1.0,
-    num_beams=5, max_new_tokens=40)
+DEMO_TRAINING = dict(  # RunConfig fields where the demo's runs differ from the paper's defaults
+    dataset='phoenix14t', llm_dtype='fp32', precision='fp32', adapter_hidden=256, standardize=True, num_examples=0,
+    batch_size=32, lr=1e-3, min_lr=1e-4, lr_warmup_steps=30, max_new_tokens=40)
 
-def demo_training(max_steps: int) -> dict:
-    "The demo's training settings for a run of `max_steps` steps: 10% VT-Align warm-up, five dev evaluations."
+def demo_config(max_steps:int, # SA + LoRA optimizer updates
+                **paths) -> RunConfig: # run_dir, data_root, features, llm, blind, seed, resume
+    "The config of a demo run of `max_steps` steps: 10% VT-Align warm-up, five dev evaluations."
     every = max(1, max_steps // 5)
-    return TINY_TRAINING | dict(max_steps=max_steps, vt_warmup_steps=max(1, max_steps // 10), eval_every=every, save_every=every)
+    return config_from_params(**DEMO_TRAINING | paths, max_steps=max_steps, vt_warmup_steps=max(1, max_steps // 10),
+                              eval_every=every, save_every=every)
 
 # %% ../nbs/09_demo.ipynb #a0546f30
 def _table(results: dict) -> str:
@@ -34,6 +163,7 @@ def _table(results: dict) -> str:
     body = [f"{n:30} {m['bleu1']:7.2f} {m['bleu4']:7.2f} {m['rouge_l']:8.2f} {m['chrf']:6.2f}" for n, m in rows]
     return '\n'.join([head, *body, f"BLEU signature: {results['spamo']['signature']}"])
 
+# %% ../nbs/09_demo.ipynb #42b79148
 def demo(run_dir='runs/demo', # where data, features, models and results go
          n_train: int = DEMO['n_train'], n_dev: int = DEMO['n_dev'], n_test: int = DEMO['n_test'], # SynthSign videos per split
          size: int = DEMO['size'], # frame size in pixels
@@ -41,6 +171,7 @@ def demo(run_dir='runs/demo', # where data, features, models and results go
          max_steps: int = DEMO['max_steps'], # SA + LoRA optimizer updates per run
          seed: int = 0, progress: bool = True) -> dict:
     "Generate SynthSign, extract features, train SpaMo and a blind baseline, evaluate both on the test split."
+    if max_steps < 1: raise ValueError(f'max_steps must be >= 1, got {max_steps}')
     run, t0, say = Path(run_dir), time.time(), (lambda m: print(f'[{time.time() - t0:6.1f}s] {m}', flush=True))
     say('spamo demo: tiny random-initialised encoders and a tiny T5 pretrained here; SynthSign data, not real sign language')
     root, feats = prepare_synthsign(run / 'data', n_train, n_dev, n_test, size=size, seed=seed, progress=progress)
@@ -51,8 +182,8 @@ def demo(run_dir='runs/demo', # where data, features, models and results go
     for name, blind in (('spamo', False), ('blind', True)):
         say(f"training {'the blind baseline' if blind else 'SpaMo'} for {max_steps} steps")
         d = run / name
-        cfg = config_from_params(**demo_training(max_steps), run_dir=str(d), data_root=str(root), features=str(feats),
-                                 llm=str(llm), blind=blind, seed=seed, resume=(d / 'checkpoints' / 'last').exists())
+        cfg = demo_config(max_steps, run_dir=str(d), data_root=str(root), features=str(feats), llm=str(llm), blind=blind, seed=seed,
+                          resume=(d / 'checkpoints' / 'last').exists())
         train(cfg, progress=progress)
         results[name] = evaluate_run(d, 'test', progress=progress, verbose=False)
     results['minutes'] = (time.time() - t0) / 60

@@ -8,14 +8,14 @@ import argparse, hashlib, json, os, queue, re, sys, threading, time
 from pathlib import Path
 import numpy as np
 import torch
+from fastcore.basics import patch
 from .data import Sample, VideoError, read_sample, load_dataset
 from .spatial import SpatialEncoder, resolve_dtype
 from .motion import MotionEncoder
 
 # %% auto #0
 __all__ = ['CHECKED', 'FORMAT', 'store_settings', 'settings_diff', 'settings_hash', 'record_name', 'write_record', 'read_header',
-           'FeatureStore', 'is_done', 'scan', 'write_index', 'clean_temporary', 'read_released', 'import_released',
-           'extract', 'toy_manifest', 'extract_cli']
+           'FeatureStore', 'read_released', 'import_released', 'extract', 'extract_cli']
 
 # %% ../nbs/02a_features.ipynb #111fb7c8
 CHECKED = ('spatial', 'spatial_weights', 'scales', 'spatial_dim', 'motion', 'motion_weights', 'clip_len', 'stride',
@@ -102,12 +102,15 @@ class FeatureStore:
         return {k: v.float() for k, v in load_file(str(self.file(id))).items()}
 
 # %% ../nbs/02a_features.ipynb #7e5b2a17
+@patch
 def is_done(self:FeatureStore, id:str) -> bool:
     "Whether a complete record for `id` with this store's settings is on disk."
     h = read_header(self.file(id))
     return (h is not None and h.get('id') == id and h.get('settings') == settings_hash(self.settings)
             and h['shapes'].get('spatial', (0, 0))[1:] == (self.spatial_dim,) and h['shapes'].get('motion', (0, 0))[1:] == (self.motion_dim,))
 
+# %% ../nbs/02a_features.ipynb #9aad1e93
+@patch
 def scan(self:FeatureStore) -> dict:
     "Rebuild the index's records from the valid record files on disk (temporary files are ignored)."
     recs, want = {}, settings_hash(self.settings)
@@ -118,17 +121,18 @@ def scan(self:FeatureStore) -> dict:
     self.index['records'] = recs
     return recs
 
+# %% ../nbs/02a_features.ipynb #cf8f823e
+@patch
 def write_index(self:FeatureStore):
     "Write index.json atomically."
     tmp = self.index_path.with_name(f'.index.json.{os.getpid()}.tmp')
     tmp.write_text(json.dumps(self.index, indent=1)); os.replace(tmp, self.index_path)
 
+@patch
 def clean_temporary(self:FeatureStore) -> int:
     "Delete temporary files left by killed runs; returns how many."
     tmps = list((self.path/'records').glob('.*.tmp')); [p.unlink(missing_ok=True) for p in tmps]
     return len(tmps)
-
-FeatureStore.is_done, FeatureStore.scan, FeatureStore.write_index, FeatureStore.clean_temporary = is_done, scan, write_index, clean_temporary
 
 # %% ../nbs/02a_features.ipynb #42f6ef03
 def read_released(path) -> torch.Tensor:
@@ -234,23 +238,6 @@ def _extract_share(samples, store, se, me, batch_size, on_error, size, every, pr
     bar.close()
     rep['seconds'] = time.time() - t0
     return rep
-
-# %% ../nbs/02a_features.ipynb #86b032d9
-def toy_manifest(root, # folder to write `videos/<id>/NNNN.png` and `manifest.csv` into
-                 lengths=(1, 12, 16, 17, 30, 45), # frames per video
-                 size:int=64, seed:int=0) -> Path:
-    "Write a tiny frame-folder video set and its manifest; returns the manifest path."
-    from PIL import Image
-    root, rng, rows = Path(root), np.random.default_rng(seed), ['id,video,text,language,split']
-    for i, T in enumerate(lengths):
-        d = root/'videos'/f'toy{i:03d}'; d.mkdir(parents=True, exist_ok=True)
-        bg = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
-        for t in range(T):
-            f = bg.copy(); x = (3 * t + 5 * i) % (size - 12); f[20:32, x:x + 12] = (255, 40 * i % 256, 0)
-            Image.fromarray(f).save(d/f'{t + 1:04d}.png')
-        rows.append(f'toy{i:03d},videos/toy{i:03d},toy sentence {i},de,train')
-    (root/'manifest.csv').write_text('\n'.join(rows) + '\n')
-    return root/'manifest.csv'
 
 # %% ../nbs/02a_features.ipynb #f3142bec
 def extract_cli(argv:list[str]|None=None) -> int:

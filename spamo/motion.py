@@ -8,10 +8,14 @@ import math
 import numpy as np
 import torch
 from torch import nn
-from .spatial import as_frames, resize_crop, normalize, default_batch, resolve_dtype, IMAGENET_MEAN, IMAGENET_STD, _seeded
+from pathlib import Path
+from fastcore.basics import patch
+from .registry import Registry
+from .spatial import as_frames, resize_crop, normalize, default_batch, resolve_dtype, IMAGENET_MEAN, IMAGENET_STD, seeded
 
 # %% auto #0
-__all__ = ['POOLINGS', 'clip_windows', 'clip_indices', 'tiny_videomae_config', 'motion_backbone', 'MotionEncoder', 'encode']
+__all__ = ['POOLINGS', 'MOTION', 'clip_windows', 'clip_indices', 'HFVideo', 'videomae_backbone', 'motion_family',
+           'motion_backbone', 'MotionEncoder']
 
 # %% ../nbs/02_motion.ipynb #4bddf839
 def clip_windows(T:int, # frames in the video
@@ -34,24 +38,39 @@ def clip_indices(T:int, clip_len:int=16, stride:int=8) -> torch.Tensor:
 # %% ../nbs/02_motion.ipynb #597e0784
 POOLINGS = ('first', 'mean')
 
-def tiny_videomae_config(image_size:int=64, hidden:int=128, layers:int=2, heads:int=4, num_frames:int=16):
-    "A tiny random VideoMAE config (patch 16, tubelet 2) for tests and the demo."
-    from transformers import VideoMAEConfig
-    return VideoMAEConfig(image_size=image_size, patch_size=16, num_frames=num_frames, tubelet_size=2, hidden_size=hidden,
-                          num_hidden_layers=layers, num_attention_heads=heads, intermediate_size=4 * hidden,
-                          initializer_range=hidden ** -0.5)
+class HFVideo(nn.Module):
+    "A transformers VideoMAE model over clips: (B, clip_len, 3, S, S) normalised frames -> hidden states (B, tokens, d)."
+    def __init__(self, model:nn.Module, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+        super().__init__()
+        c = model.config
+        self.model, self.clip_len, self.image_size, self.width, self.mean, self.std = model, c.num_frames, c.image_size, c.hidden_size, mean, std
+        self.tokens = (c.num_frames // c.tubelet_size) * (c.image_size // c.patch_size) ** 2
+    def forward(self, x:torch.Tensor) -> torch.Tensor: return self.model(pixel_values=x).last_hidden_state
+    def set_attention(self, impl:str): self.model.set_attn_implementation(impl)
 
-def motion_backbone(model='MCG-NJU/videomae-large', # 'tiny', a transformers id, or a VideoMAEConfig (random weights)
+# %% ../nbs/02_motion.ipynb #3662a4bc
+MOTION = Registry('motion encoder', hint="a transformers VideoMAE id, folder or VideoMAEConfig")
+MOTION.register('tiny', 'spamo.demo:tiny_motion')   # the demo's tiny VideoMAE, imported on first use
+
+@MOTION.register('videomae')
+def videomae_backbone(model, seed:int=0) -> HFVideo:
+    "A `VideoMAEModel` by hub id or local folder, or from a `VideoMAEConfig` with random weights (seeded)."
+    from transformers import VideoMAEModel
+    if isinstance(model, str): return HFVideo(VideoMAEModel.from_pretrained(model))
+    return seeded(lambda: HFVideo(VideoMAEModel(model)), seed)
+
+# %% ../nbs/02_motion.ipynb #c1045df2
+def motion_family(model) -> str:
+    "The `MOTION` entry that builds `model`: its own name, else 'videomae' for ids, folders and configs."
+    if model in MOTION: return model
+    if not isinstance(model, str) or '/' in model or Path(model).expanduser().is_dir(): return 'videomae'
+    raise MOTION.unknown(model)
+
+def motion_backbone(model='MCG-NJU/videomae-large', # a `MOTION` name, a transformers id / folder, or a VideoMAEConfig
                     seed:int=0, # seed for random weights
                    ) -> nn.Module:
-    "Build the frozen `VideoMAEModel` named `model`."
-    from transformers import VideoMAEModel
-    if isinstance(model, str) and model == 'tiny': model = tiny_videomae_config()
-    if isinstance(model, str):
-        if '/' not in model: raise ValueError(f"unknown motion encoder {model!r}: use 'tiny', a transformers id (e.g. 'MCG-NJU/videomae-large') or a VideoMAEConfig")
-        m = VideoMAEModel.from_pretrained(model)
-    else: m = _seeded(lambda: VideoMAEModel(model), seed)
-    return m.eval().requires_grad_(False)
+    "Build the frozen video backbone named `model`."
+    return MOTION[motion_family(model)](model, seed).eval().requires_grad_(False)
 
 # %% ../nbs/02_motion.ipynb #aeb7184f
 class MotionEncoder(nn.Module):
@@ -60,16 +79,16 @@ class MotionEncoder(nn.Module):
         super().__init__()
         if pooling not in POOLINGS: raise ValueError(f'unknown pooling {pooling!r}; known: {POOLINGS}')
         self.backbone, self.stride, self.pooling, self.name, self.weights = backbone.eval().requires_grad_(False), stride, pooling, name, weights
-        c = backbone.config
-        self.clip_len, self.image_size, self.dim = clip_len or c.num_frames, c.image_size, c.hidden_size
-        self.tokens = (c.num_frames // c.tubelet_size) * (c.image_size // c.patch_size) ** 2   # tokens per clip
-        self.mean, self.std = IMAGENET_MEAN, IMAGENET_STD
+        b = backbone
+        self.clip_len, self.image_size, self.dim, self.tokens = clip_len or b.clip_len, b.image_size, b.width, b.tokens
+        self.mean, self.std = b.mean, b.std
 
     @classmethod
     def from_name(cls, model='MCG-NJU/videomae-large', stride:int=8, pooling:str='first', seed:int=0):
-        "Build from a transformers id, a `VideoMAEConfig` (random weights), or 'tiny'."
+        "Build from a `MOTION` name, a transformers id / folder, or a `VideoMAEConfig` (random weights)."
         name = model if isinstance(model, str) else type(model).__name__
-        weights = model if isinstance(model, str) and model != 'tiny' else f'random(seed={seed})'
+        hub = isinstance(model, str) and motion_family(model) == 'videomae'
+        weights = model if hub else f'random(seed={seed})'
         return cls(motion_backbone(model, seed), stride, pooling, name, weights)
 
     @property
@@ -82,7 +101,7 @@ class MotionEncoder(nn.Module):
         dt = resolve_dtype(dtype, device)
         self.to(device=device, dtype=dt)
         cpu_bf16 = torch.device(device).type == 'cpu' and dt == torch.bfloat16
-        self.backbone.set_attn_implementation('eager' if cpu_bf16 else 'sdpa')
+        if hasattr(self.backbone, 'set_attention'): self.backbone.set_attention('eager' if cpu_bf16 else 'sdpa')
         return self
 
     def windows(self, T:int) -> list:
@@ -90,6 +109,7 @@ class MotionEncoder(nn.Module):
         return clip_windows(T, self.clip_len, self.stride)
 
 # %% ../nbs/02_motion.ipynb #b38d2f28
+@patch
 @torch.inference_mode()
 def encode(self:MotionEncoder, frames, # uint8 (T, H, W, 3) array or tensor
            batch_size:int|None=None, # clips per forward; default by device and clip size
@@ -101,7 +121,6 @@ def encode(self:MotionEncoder, frames, # uint8 (T, H, W, 3) array or tensor
     bs = batch_size or default_batch(self.device, self.tokens)
     out = []
     for i in range(0, len(idx), bs):
-        h = self.backbone(pixel_values=y[idx[i:i + bs]]).last_hidden_state      # (b, tokens, d)
+        h = self.backbone(y[idx[i:i + bs]])                                      # (b, tokens, d)
         out.append((h[:, 0] if self.pooling == 'first' else h.mean(1)).float().cpu())
     return torch.cat(out)
-MotionEncoder.encode = encode

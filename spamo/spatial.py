@@ -8,12 +8,16 @@ import math
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pathlib import Path
 from torch import nn
+from fastcore.basics import patch
+from .registry import Registry
 
 # %% auto #0
-__all__ = ['CLIP_MEAN', 'CLIP_STD', 'IMAGENET_MEAN', 'IMAGENET_STD', 'TINY_CLIP', 'DTYPES', 'as_frames', 'resize_crop',
-           'normalize', 's2_split', 's2_merge', 'OpenClipCLS', 'HFCLS', 'spatial_backbone', 'cpu_has_bf16',
-           'resolve_dtype', 'default_batch', 'SpatialEncoder', 's2_images', 'encode', 'encode_reference']
+__all__ = ['CLIP_MEAN', 'CLIP_STD', 'IMAGENET_MEAN', 'IMAGENET_STD', 'SPATIAL', 'DTYPES', 'as_frames', 'resize_crop', 'normalize',
+           's2_split', 's2_merge', 'OpenClipCLS', 'HFCLS', 'seeded', 'open_clip_backbone', 'hf_backbone',
+           'spatial_family', 'spatial_backbone', 'cpu_has_bf16', 'resolve_dtype', 'default_batch', 'SpatialEncoder',
+           's2_images']
 
 # %% ../nbs/01_spatial.ipynb #3665ec61
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -21,6 +25,7 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
+# %% ../nbs/01_spatial.ipynb #f8092455
 def as_frames(frames) -> torch.Tensor:
     "`uint8 (T, H, W, 3)` array or tensor (or one `(H, W, 3)` frame) -> `uint8 (T, 3, H, W)` tensor."
     x = torch.as_tensor(np.ascontiguousarray(frames)) if isinstance(frames, np.ndarray) else torch.as_tensor(frames)
@@ -29,6 +34,7 @@ def as_frames(frames) -> torch.Tensor:
     if x.dtype != torch.uint8: raise ValueError(f'expected uint8 frames, got {x.dtype}')
     return x.permute(0, 3, 1, 2)
 
+# %% ../nbs/01_spatial.ipynb #ce840ad3
 def resize_crop(x:torch.Tensor, # uint8 (B, 3, H, W), or float in [0, 1]
                 size:int, # output side
                ) -> torch.Tensor: # (B, 3, size, size), same dtype
@@ -46,6 +52,7 @@ def resize_crop(x:torch.Tensor, # uint8 (B, 3, H, W), or float in [0, 1]
     t, l = (nh - size) // 2, (nw - size) // 2
     return x[..., t:t + size, l:l + size]
 
+# %% ../nbs/01_spatial.ipynb #7fb2b54b
 def normalize(x:torch.Tensor, # uint8 images, or float in [0, 1]
               mean=CLIP_MEAN, std=CLIP_STD) -> torch.Tensor:
     "Float images with `mean` subtracted and divided by `std` per channel of `(..., 3, H, W)`."
@@ -87,47 +94,59 @@ class OpenClipCLS(nn.Module):
         pooled, _ = v._pool(v.transformer(v._embeds(x)))
         return pooled
 
+# %% ../nbs/01_spatial.ipynb #eeeeb9b5
 class HFCLS(nn.Module):
-    "A transformers image backbone (e.g. DINOv2) returning its `pooler_output` (the normalised CLS token)."
-    def __init__(self, model:nn.Module, image_size:int=224, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+    "A transformers image backbone (CLIP vision, DINOv2) returning its `pooler_output` (the normalised CLS token)."
+    def __init__(self, model:nn.Module, image_size:int|None=None, mean=None, std=None):
         super().__init__()
-        self.model, self.width, self.image_size, self.mean, self.std = model, model.config.hidden_size, image_size, mean, std
-        self.patch = model.config.patch_size
+        c = model.config
+        clip = 'clip' in c.model_type   # CLIP's own statistics; ImageNet's for DINOv2 and the others
+        self.model, self.width, self.patch = model, c.hidden_size, c.patch_size
+        self.image_size = image_size or (c.image_size if 'clip' in c.model_type else 224)
+        self.mean, self.std = mean or (CLIP_MEAN if clip else IMAGENET_MEAN), std or (CLIP_STD if clip else IMAGENET_STD)
     def forward(self, x:torch.Tensor) -> torch.Tensor:
         return self.model(pixel_values=x).pooler_output
 
 # %% ../nbs/01_spatial.ipynb #0f78f986
-TINY_CLIP = dict(embed_dim=64, vision_cfg=dict(image_size=64, layers=2, width=128, head_width=32, patch_size=16),
-                 text_cfg=dict(context_length=8, vocab_size=64, width=32, heads=2, layers=1))
-
-def _seeded(build, seed:int):
+def seeded(build, seed:int):
     "Call `build()` with torch's RNG seeded, leaving the global RNG state as it was."
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return build()
 
-def spatial_backbone(model:str='ViT-L-14', # 'tiny', an open_clip model name, or a transformers id / config
+SPATIAL = Registry('spatial encoder', hint="an open_clip name (e.g. 'ViT-L-14'), a transformers id, folder or config")
+SPATIAL.register('tiny', 'spamo.demo:tiny_spatial')   # the demo's tiny ViT, imported on first use
+
+# %% ../nbs/01_spatial.ipynb #4d1264e9
+@SPATIAL.register('open_clip')
+def open_clip_backbone(model:str, pretrained:str|None, seed:int) -> OpenClipCLS:
+    "An open_clip vision tower by model name and weights tag (None: random weights, seeded)."
+    import open_clip
+    return seeded(lambda: OpenClipCLS(open_clip.create_model(model, pretrained=pretrained or None).visual), seed)
+
+@SPATIAL.register('transformers')
+def hf_backbone(model, pretrained=None, seed:int=0) -> HFCLS:
+    "A transformers image model by hub id or local folder, or from a config with random weights (seeded)."
+    from transformers import AutoModel
+    if not isinstance(model, str): return seeded(lambda: HFCLS(AutoModel.from_config(model)), seed)
+    return HFCLS(AutoModel.from_pretrained(model))
+
+# %% ../nbs/01_spatial.ipynb #6b233a97
+def spatial_family(model) -> str:
+    "The `SPATIAL` entry that builds `model`: its own name, 'open_clip' or 'transformers'."
+    if model in SPATIAL: return model
+    if not isinstance(model, str): return 'transformers'
+    import open_clip
+    if model in open_clip.list_models() or model.startswith(('hf-hub:', 'local-dir:')): return 'open_clip'
+    if '/' in model or Path(model).expanduser().is_dir(): return 'transformers'
+    raise SPATIAL.unknown(model)
+
+def spatial_backbone(model='ViT-L-14', # a `SPATIAL` name, an open_clip name, or a transformers id / folder / config
                      pretrained:str|None='openai', # open_clip weights tag; None = random weights
                      seed:int=0, # seed for random weights
                     ) -> nn.Module:
     "Build the frozen per-frame encoder named `model`."
-    return _build_backbone(model, pretrained, seed).eval().requires_grad_(False)
-
-def _build_backbone(model, pretrained, seed):
-    import open_clip
-    if not isinstance(model, str): return _seeded(lambda: HFCLS(_hf_model(model)), seed)   # a transformers config
-    if model == 'tiny':
-        return _seeded(lambda: OpenClipCLS(open_clip.CLIP(**TINY_CLIP).visual), seed)
-    if model in open_clip.list_models() or model.startswith(('hf-hub:', 'local-dir:')):
-        return _seeded(lambda: OpenClipCLS(open_clip.create_model(model, pretrained=pretrained or None).visual), seed)
-    if '/' in model:
-        from transformers import AutoModel
-        return HFCLS(AutoModel.from_pretrained(model))
-    raise ValueError(f"unknown spatial encoder {model!r}: use 'tiny', an open_clip name (e.g. 'ViT-L-14') or a transformers id")
-
-def _hf_model(config):
-    from transformers import AutoModel
-    return AutoModel.from_config(config)
+    return SPATIAL[spatial_family(model)](model, pretrained, seed).eval().requires_grad_(False)
 
 # %% ../nbs/01_spatial.ipynb #4af5d865
 DTYPES = {'fp32': torch.float32, 'float32': torch.float32, 'bf16': torch.bfloat16, 'bfloat16': torch.bfloat16,
@@ -149,13 +168,15 @@ def resolve_dtype(dtype:str|torch.dtype='auto', # 'auto', 'fp32', 'bf16' or 'fp1
     if torch.device(device).type == 'cuda': return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.bfloat16 if cpu_has_bf16() else torch.float32
 
+# %% ../nbs/01_spatial.ipynb #1640966b
 def default_batch(device, # where the encoder runs
                   tokens:int=257, # tokens per input (257 for ViT-L/14 at 224)
                  ) -> int:
-    "Inputs per forward: 256 on CUDA; on CPU about 4k tokens (16 ViT-L/14 images, NOTES), so tiny models batch more."
+    "Inputs per forward: 256 on CUDA; on CPU about 4k tokens (16 ViT-L/14 images), so tiny models batch more."
     if torch.device(device).type == 'cuda': return 256
     return int(min(512, max(1, 4096 // tokens)))
 
+# %% ../nbs/01_spatial.ipynb #98b675e1
 class SpatialEncoder(nn.Module):
     "Frozen per-frame image encoder with parameter-free S2 multi-scale features: frames (T,H,W,3) -> (T, len(scales)*d)."
     def __init__(self, backbone:nn.Module, scales=(1, 2), name:str='', weights:str|None=None, image_size:int|None=None):
@@ -167,11 +188,12 @@ class SpatialEncoder(nn.Module):
 
     @classmethod
     def from_name(cls, model='ViT-L-14', pretrained:str|None='openai', scales=(1, 2), seed:int=0, image_size=None):
-        "Build from an open_clip name (+ weights tag), a transformers id/config, or 'tiny'."
-        if model == 'tiny': pretrained = None
+        "Build from a `SPATIAL` name, an open_clip name (+ weights tag), or a transformers id / folder / config."
+        fam = spatial_family(model)
+        if fam not in ('open_clip', 'transformers'): pretrained = None   # registered names: random weights, seeded
         name = model if isinstance(model, str) else type(model).__name__
-        hf = isinstance(model, str) and '/' in model and not model.startswith(('hf-hub:', 'local-dir:'))
-        weights = model if hf else (pretrained or f'random(seed={seed})')
+        hub = fam == 'transformers' and isinstance(model, str)
+        weights = model if hub else (pretrained or f'random(seed={seed})')
         return cls(spatial_backbone(model, pretrained, seed), scales, name, weights, image_size)
 
     @property
@@ -192,6 +214,7 @@ def s2_images(enc:SpatialEncoder, x:torch.Tensor, # uint8 (B, 3, H, W) frames
     bb, size = enc.backbone, enc.image_size
     return [s2_split(normalize(resize_crop(x, size * s), bb.mean, bb.std), s).to(enc.dtype) for s in enc.scales]
 
+@patch
 @torch.inference_mode()
 def encode(self:SpatialEncoder, frames, # uint8 (T, H, W, 3) array or tensor
            batch_size:int|None=None, # images per forward; default by device (16 CPU, 256 CUDA)
@@ -209,8 +232,8 @@ def encode(self:SpatialEncoder, frames, # uint8 (T, H, W, 3) array or tensor
         feats = torch.cat([self.backbone(allim[j:j + bs]) for j in range(0, len(allim), bs)]).float()
         out.append(s2_merge(list(feats.split(n)), self.scales).cpu())
     return torch.cat(out) if out else torch.zeros(0, self.dim)
-SpatialEncoder.encode = encode
 
+@patch
 @torch.inference_mode()
 def encode_reference(self:SpatialEncoder, frames) -> torch.Tensor:
     "Naive reference for checks and benchmarks: one frame, one scale, one crop per forward."
@@ -219,4 +242,3 @@ def encode_reference(self:SpatialEncoder, frames) -> torch.Tensor:
         feats = [torch.cat([self.backbone(c[None]) for c in crops]).float() for crops in s2_images(self, f[None])]
         rows.append(s2_merge(feats, self.scales).cpu())
     return torch.cat(rows) if rows else torch.zeros(0, self.dim)
-SpatialEncoder.encode_reference = encode_reference

@@ -4,119 +4,19 @@
 
 # %% ../nbs/06_train.ipynb #a7ccf10e
 from __future__ import annotations
-import csv, json, math, random, shutil, sys, tempfile, time
-from dataclasses import asdict, dataclass, fields
+import csv, json, math, random, sys, time
 from pathlib import Path
 import numpy as np, torch
 from tqdm.auto import tqdm
-from .data import load_dataset, Sample
+from .data import load_dataset
+from .spatial import resolve_dtype
 from .features import FeatureStore
-from .adapter import SignAdapter, collate_features
-from .llm import SpaMo, load_llm
+from .model import (RunConfig, TrainConfig, FeatureData, build_model, config_from_params, load_checkpoint, prompt_examples,
+                         save_checkpoint, set_rng_state, translate_data)
+from .metrics import corpus_bleu, settings_for
 
 # %% auto #0
-__all__ = ['JOB_ONLY', 'DataConfig', 'ModelConfig', 'TrainConfig', 'RunConfig', 'config_from_params', 'FeatureData',
-           'batch_indices', 'lr_at', 'save_checkpoint', 'load_checkpoint', 'build_model', 'dev_bleu', 'translate_data',
-           'RunLog', 'train', 'load_run', 'prepare_synthsign', 'prepare_tiny_llm', 'smoke_run', 'config_fields',
-           'train_cli']
-
-# %% ../nbs/06_train.ipynb #6bb6f62f
-@dataclass
-class DataConfig:
-    dataset: str = 'phoenix14t'   # loader name in spamo.data
-    data_root: str = ''           # dataset root
-    features: str = ''            # feature store path
-    train_split: str = 'train'    # split trained on
-    dev_split: str = 'dev'        # split for model selection
-    translations: str = ''        # example translations for the prompt
-    max_dev: int = 0              # dev samples used for selection (0 = all)
-
-@dataclass
-class ModelConfig:
-    llm: str = 'google/flan-t5-xl'  # hub name or local folder
-    llm_dtype: str = 'auto'         # auto | bf16 | fp32
-    lora: bool = True               # LoRA on q, v
-    lora_r: int = 16                # LoRA rank
-    lora_alpha: int = 32            # LoRA alpha
-    lora_dropout: float = 0.1       # LoRA dropout
-    adapter_hidden: int = 1024      # Sign Adapter width
-    mode: str = 'both'              # both | spatial | motion
-    standardize: bool = False       # standardise features over each video before the adapter (off in the paper)
-    vt_lambda: float = 0.1          # lambda of equation (2)
-    num_examples: int = 0           # in-context example sentences in the prompt
-    blind: bool = False             # zero the video features (blind baseline)
-    spatial_dim: int = 0            # width of Z_s (set from the feature store when training starts)
-    motion_dim: int = 0             # width of Z_m (set from the feature store when training starts)
-
-@dataclass
-class TrainConfig:
-    run_dir: str = 'runs/spamo'     # run directory
-    vt_warmup_steps: int = 4000     # VT-Align warm-up steps
-    max_steps: int = 40000          # optimizer updates in total
-    batch_size: int = 8             # samples per process per micro-batch
-    grad_accum: int = 1             # micro-batches per update
-    lr: float = 1e-4                # peak learning rate
-    min_lr: float = 5e-5            # cosine floor
-    lr_warmup_steps: int = 10000    # linear warm-up
-    weight_decay: float = 0.01      # AdamW weight decay
-    clip_grad: float = 1.0          # gradient clipping
-    precision: str = 'auto'         # auto | bf16 | fp32
-    eval_every: int = 1000          # steps between dev evaluations
-    save_every: int = 1000          # steps between checkpoints
-    num_beams: int = 5              # beam size
-    max_new_tokens: int = 64        # generated tokens
-    seed: int = 0                   # seed
-    resume: bool = False            # continue from the last checkpoint
-
-@dataclass
-class RunConfig:
-    data: DataConfig
-    model: ModelConfig
-    train: TrainConfig
-
-    def to_dict(self) -> dict: return {k: asdict(getattr(self, k)) for k in ('data', 'model', 'train')}
-    def save(self, path): Path(path).write_text(json.dumps(self.to_dict(), indent=2))
-
-    @classmethod
-    def from_dict(cls, d: dict) -> RunConfig:
-        return cls(DataConfig(**d['data']), ModelConfig(**d['model']), TrainConfig(**d['train']))
-
-    @classmethod
-    def load(cls, path) -> RunConfig: return cls.from_dict(json.loads(Path(path).read_text()))
-
-# %% ../nbs/06_train.ipynb #c531270e
-def config_from_params(**params) -> RunConfig:
-    "Build a `RunConfig` from flat parameters (the notebook's `parameters` cell); unknown names raise."
-    groups = {c: {f.name for f in fields(c)} for c in (DataConfig, ModelConfig, TrainConfig)}
-    unknown = set(params) - set().union(*groups.values())
-    if unknown: raise TypeError(f"unknown parameters: {sorted(unknown)}")
-    return RunConfig(*(c(**{k: v for k, v in params.items() if k in names}) for c, names in groups.items()))
-
-# %% ../nbs/06_train.ipynb #1fe20ae5
-class FeatureData:
-    "The samples of one split with their features, batched for `SpaMo`."
-    def __init__(self, samples: list[Sample], store: FeatureStore,
-                 cache: bool = False): # keep features in memory (small datasets: SynthSign, a dev split)
-        missing = [s.id for s in samples if s.id not in store]
-        if missing:
-            raise FileNotFoundError(f"{len(missing)} of {len(samples)} samples have no features in {store.path} "
-                                    f"(first: {missing[:3]}); run `spamo extract` for this split")
-        self.samples, self.store = samples, store
-        self._cache = {} if cache else None
-
-    def __len__(self): return len(self.samples)
-
-    def features(self, i: int) -> dict:
-        if self._cache is not None and i in self._cache: return self._cache[i]
-        f = self.store[self.samples[i].id]
-        f = {k: f[k].float() for k in ('spatial', 'motion')}
-        if self._cache is not None: self._cache[i] = f
-        return f
-
-    def batch(self, idx: list[int]) -> dict:
-        b = collate_features([self.features(i) for i in idx])
-        ss = [self.samples[i] for i in idx]
-        return b | dict(ids=[s.id for s in ss], text=[s.text for s in ss], language=[s.language for s in ss])
+__all__ = ['batch_indices', 'lr_at', 'dev_score', 'RunLog', 'make_accelerator', 'train_step', 'train', 'train_cli']
 
 # %% ../nbs/06_train.ipynb #f506bc4b
 def batch_indices(n: int, # samples in the split
@@ -140,74 +40,15 @@ def lr_at(step: int, lr: float, min_lr: float, warmup: int, total: int) -> float
     p = min(1.0, (step - warmup) / max(1, total - warmup))
     return min_lr + (lr - min_lr) * 0.5 * (1 + math.cos(math.pi * p))
 
-# %% ../nbs/06_train.ipynb #fae76dc1
-def _rng_state() -> dict:
-    _, keys, *rest = np.random.get_state()
-    s = dict(torch=torch.get_rng_state(), python=random.getstate(), numpy=torch.from_numpy(keys.astype(np.int64)), numpy_rest=tuple(rest))
-    if torch.cuda.is_available(): s['cuda'] = torch.cuda.get_rng_state_all()
-    return s
-
-def _set_rng_state(s: dict):
-    torch.set_rng_state(s['torch']); random.setstate(s['python'])
-    np.random.set_state(('MT19937', s['numpy'].numpy().astype(np.uint32), *s['numpy_rest']))
-    if 'cuda' in s and torch.cuda.is_available(): torch.cuda.set_rng_state_all(s['cuda'])
-
-def save_checkpoint(path, model: SpaMo, opt, sched, step: int, best: float, cfg: RunConfig, best_step: int = 0) -> Path:
-    "Write a checkpoint folder atomically (temporary folder, then rename)."
-    from safetensors.torch import save_file
-    path = Path(path); tmp = path.with_name(path.name + '.tmp'); old = path.with_name(path.name + '.old')
-    shutil.rmtree(tmp, ignore_errors=True); tmp.mkdir(parents=True)
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.trainable_state_dict().items()}, tmp / 'trainable.safetensors')
-    torch.save(dict(optimizer=opt.state_dict(), scheduler=sched.state_dict(), step=step, best=best, best_step=best_step,
-                    rng=_rng_state()), tmp / 'state.pt')
-    cfg.save(tmp / 'config.json')
-    if path.exists(): path.rename(old)
-    tmp.rename(path); shutil.rmtree(old, ignore_errors=True)
-    return path
-
-def load_checkpoint(path, model: SpaMo, opt=None, sched=None) -> dict:
-    "Load trained weights (and, given them, optimizer and scheduler state) from a checkpoint folder; returns its state."
-    from safetensors.torch import load_file
-    path = Path(path)
-    if not (path / 'trainable.safetensors').exists(): raise FileNotFoundError(f"no checkpoint at {path} (trainable.safetensors missing)")
-    model.load_trainable(load_file(path / 'trainable.safetensors'))
-    state = torch.load(path / 'state.pt', weights_only=True) if (path / 'state.pt').exists() else {}
-    if opt is not None: opt.load_state_dict(state['optimizer'])
-    if sched is not None: sched.load_state_dict(state['scheduler'])
-    return state
-
-# %% ../nbs/06_train.ipynb #9a148a83
-def _dtype(name: str, device: torch.device) -> torch.dtype:
-    if name == 'auto': name = 'bf16' if device.type == 'cuda' else 'fp32'
-    dtypes = dict(bf16=torch.bfloat16, fp16=torch.float16, fp32=torch.float32)
-    if name not in dtypes: raise ValueError(f"unknown dtype {name!r}; known: auto, {', '.join(dtypes)}")
-    return dtypes[name]
-
-def build_model(cfg: ModelConfig, spatial_dim: int, motion_dim: int, device='cpu') -> SpaMo:
-    "SpaMo from a `ModelConfig`: the LLM loaded by name or path, a Sign Adapter sized to the features."
-    device = torch.device(device)
-    llm, tokenizer = load_llm(cfg.llm, dtype=_dtype(cfg.llm_dtype, device), lora=cfg.lora,
-                              r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout)
-    adapter = SignAdapter(spatial_dim, motion_dim, llm.config.d_model, hidden=cfg.adapter_hidden, mode=cfg.mode,
-                          standardize=cfg.standardize)
-    return SpaMo(adapter, llm, tokenizer, lam=cfg.vt_lambda, blind=cfg.blind).to(device)
-
-# %% ../nbs/06_train.ipynb #8715f029
-def dev_bleu(hyps: list[str], refs: list[str], language: str) -> float:
-    "Corpus BLEU-4 (sacrebleu, 13a; zh for Chinese) used for model selection."
-    import sacrebleu
-    return sacrebleu.corpus_bleu(hyps, [refs], tokenize='zh' if language == 'zh' else '13a').score
-
-@torch.no_grad()
-def translate_data(model: SpaMo, data: FeatureData, examples=None, batch_size: int = 16, num_beams: int = 5,
-                   max_new_tokens: int = 64, idx: list[int] | None = None, progress: bool = False) -> list[str]:
-    "Hypotheses for the samples `idx` of `data` (default all), in order, by deterministic beam search."
-    idx, hyps = list(range(len(data))) if idx is None else idx, []
-    for i in tqdm(range(0, len(idx), batch_size), desc='translate', disable=not progress, leave=False):
-        b = data.batch(idx[i:i + batch_size])
-        if examples is not None: b['examples'] = [examples(data.samples[j]) for j in idx[i:i + batch_size]]
-        hyps += model.generate(b, num_beams=num_beams, max_new_tokens=max_new_tokens)
-    return hyps
+# %% ../nbs/06_train.ipynb #4cbda4c9
+def dev_score(acc, model, data:FeatureData, examples, t:TrainConfig) -> float:
+    "Dev BLEU-4: each process translates its share, all hypotheses are gathered and scored once."
+    from accelerate.utils import gather_object
+    with acc.split_between_processes(list(range(len(data)))) as mine:
+        hyps = translate_data(acc.unwrap_model(model), data, examples, t.batch_size, t.num_beams, t.max_new_tokens, idx=mine)
+    got = dict(gather_object(list(zip(mine, hyps))))
+    refs = [s.text for s in data.samples]
+    return corpus_bleu([got[i] for i in range(len(data))], refs, settings_for(data.samples[0].language))[0]['bleu4']
 
 # %% ../nbs/06_train.ipynb #32a1bfb5
 class RunLog:
@@ -238,27 +79,13 @@ class RunLog:
         return path
 
 # %% ../nbs/06_train.ipynb #14c5db86
-def _accelerator(precision: str):
+def make_accelerator(precision:str='auto'): # 'auto' (see `resolve_dtype`), 'bf16', 'fp16' or 'fp32'
+    "The Accelerator of a run: CUDA when there is one, mixed precision by the one `resolve_dtype` rule."
     from accelerate import Accelerator, DistributedDataParallelKwargs
     cuda = torch.cuda.is_available()
-    mp = {'auto': 'bf16' if cuda and torch.cuda.is_bf16_supported() else 'no', 'bf16': 'bf16', 'fp32': 'no'}.get(precision)
-    if mp is None: raise ValueError(f"unknown precision {precision!r}; known: auto, bf16, fp32")
+    mp = {torch.bfloat16: 'bf16', torch.float16: 'fp16', torch.float32: 'no'}[resolve_dtype(precision, 'cuda' if cuda else 'cpu')]
     # LoRA gets no gradient in the warm-up stage: DDP must be told some parameters can be unused
     return Accelerator(cpu=not cuda, mixed_precision=mp, kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
-
-def _dev_score(acc, model, data: FeatureData, examples, t: TrainConfig) -> float:
-    "Dev BLEU-4: each process translates its share, all hypotheses are gathered and scored once."
-    from accelerate.utils import gather_object
-    with acc.split_between_processes(list(range(len(data)))) as mine:
-        hyps = translate_data(acc.unwrap_model(model), data, examples, t.batch_size, t.num_beams, t.max_new_tokens, idx=mine)
-    got = dict(gather_object(list(zip(mine, hyps))))
-    return dev_bleu([got[i] for i in range(len(data))], [s.text for s in data.samples], data.samples[0].language)
-
-def _examples(cfg: RunConfig, train_samples):
-    from spamo.llm import PromptExamples, load_translations
-    if not cfg.model.num_examples: return None
-    tr = load_translations(cfg.data.translations) if cfg.data.translations else None
-    return PromptExamples(train_samples, translations=tr, k=cfg.model.num_examples, seed=cfg.train.seed)
 
 # %% ../nbs/06_train.ipynb #3fc895c7
 def _setup(cfg: RunConfig, acc):
@@ -277,8 +104,9 @@ def _setup(cfg: RunConfig, acc):
               dict(params=[p for n, p in named if 'temperature' in n], weight_decay=0.0)]
     opt = torch.optim.AdamW(groups, lr=t.lr, betas=(0.9, 0.98), weight_decay=t.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_at(s, t.lr, t.min_lr, t.lr_warmup_steps, t.max_steps) / t.lr)
-    return store, train_data, dev_data, _examples(cfg, train_data.samples), model, params, opt, sched
+    return store, train_data, dev_data, prompt_examples(cfg, train_data.samples), model, params, opt, sched
 
+# %% ../nbs/06_train.ipynb #e5cef969
 def _micro_batch(data: FeatureData, examples, t: TrainConfig, k: int, rank: int, world: int) -> dict:
     "Micro-batch `k` of this process, with its training prompt examples (seeded by `k`, so resume replays them)."
     idx = batch_indices(len(data), t.batch_size, t.seed, k, rank, world)
@@ -287,6 +115,20 @@ def _micro_batch(data: FeatureData, examples, t: TrainConfig, k: int, rank: int,
         examples.rng = random.Random(f'{t.seed}:{k}:{rank}')
         b['examples'] = [examples(data.samples[i], train=True) for i in idx]
     return b
+
+def train_step(acc, ddp, data:FeatureData, examples, t:TrainConfig, step:int, params, opt, sched) -> dict:
+    "One optimizer update of `grad_accum` micro-batches; returns its stage and mean losses."
+    stage, sums = ('warmup' if step < t.vt_warmup_steps else 'joint'), {}
+    ddp.train()
+    for a in range(t.grad_accum):
+        b = _micro_batch(data, examples, t, step * t.grad_accum + a, acc.process_index, acc.num_processes)
+        with acc.autocast(): out = ddp(b, stage=stage)
+        acc.backward(out['loss'] / t.grad_accum)
+        for k in ('loss', 'ce', 'vt'):
+            if out[k] is not None: sums[k] = sums.get(k, 0.0) + acc.reduce(out[k].detach(), 'mean').item() / t.grad_accum
+    if t.clip_grad: acc.clip_grad_norm_(params, t.clip_grad)
+    opt.step(); sched.step(); opt.zero_grad(set_to_none=True)
+    return dict(stage=stage, **sums)
 
 # %% ../nbs/06_train.ipynb #79f02fd2
 def train(cfg: RunConfig, # the run: data, model and training settings
@@ -298,12 +140,12 @@ def train(cfg: RunConfig, # the run: data, model and training settings
     last, best_dir = run / 'checkpoints' / 'last', run / 'checkpoints' / 'best'
     if last.exists() and not t.resume:
         raise FileExistsError(f"{run} already holds a run: pass resume=True to continue it, or choose another run_dir")
-    acc = _accelerator(t.precision)
+    acc = make_accelerator(t.precision)
     store, train_data, dev_data, examples, model, params, opt, sched = _setup(cfg, acc)
     step, best, best_step = 0, -1.0, 0
     if t.resume and last.exists():
         st = load_checkpoint(last, model, opt, sched)
-        step, best, best_step = st['step'], st['best'], st.get('best_step', 0); _set_rng_state(st['rng'])
+        step, best, best_step = st['step'], st['best'], st.get('best_step', 0); set_rng_state(st['rng'])
     main = acc.is_main_process
     if main:
         run.mkdir(parents=True, exist_ok=True); cfg.save(run / 'config.json')
@@ -313,19 +155,12 @@ def train(cfg: RunConfig, # the run: data, model and training settings
     done, sums = step, dict(loss=float('nan'))
     bar = tqdm(range(step, t.max_steps), initial=step, total=t.max_steps, desc='train', disable=not (progress and main))
     for step in bar:
-        stage, t0, sums = ('warmup' if step < t.vt_warmup_steps else 'joint'), time.time(), {}
-        ddp.train()
-        for a in range(t.grad_accum):
-            b = _micro_batch(train_data, examples, t, step * t.grad_accum + a, acc.process_index, acc.num_processes)
-            with acc.autocast(): out = ddp(b, stage=stage)
-            acc.backward(out['loss'] / t.grad_accum)
-            for k in ('loss', 'ce', 'vt'):
-                if out[k] is not None: sums[k] = sums.get(k, 0.0) + acc.reduce(out[k].detach(), 'mean').item() / t.grad_accum
-        if t.clip_grad: acc.clip_grad_norm_(params, t.clip_grad)
-        opt.step(); sched.step(); opt.zero_grad(set_to_none=True)
+        t0 = time.time()
+        sums = train_step(acc, ddp, train_data, examples, t, step, params, opt, sched)
+        stage = sums.pop('stage')
         done, row = step + 1, dict(step=step + 1, stage=stage, lr=opt.param_groups[0]['lr'], **sums)
         if done % t.eval_every == 0 or done == t.max_steps:
-            row['dev_bleu4'] = score = _dev_score(acc, ddp, dev_data, examples, t)
+            row['dev_bleu4'] = score = dev_score(acc, ddp, dev_data, examples, t)
             if score > best:
                 best, best_step = score, done
                 if main: save_checkpoint(best_dir, model, opt, sched, done, best, cfg, best_step)
@@ -339,92 +174,7 @@ def train(cfg: RunConfig, # the run: data, model and training settings
         (run / 'summary.json').write_text(json.dumps(summary, indent=2)); log.plot()
     return summary
 
-# %% ../nbs/06_train.ipynb #69d6e203
-def load_run(run_dir, # a run directory written by `train`
-             checkpoint: str = 'best', # 'best' (selected on dev), 'last', or a checkpoint folder
-             device='cpu') -> tuple[SpaMo, RunConfig]:
-    "The trained model of a run (in eval mode) and its config."
-    run = Path(run_dir)
-    if not (run / 'config.json').exists(): raise FileNotFoundError(f"{run} is not a spamo run: config.json missing (train one with nbs/06_train.ipynb)")
-    ck = Path(checkpoint) if Path(checkpoint).is_dir() else run / 'checkpoints' / checkpoint
-    cfg = RunConfig.load(ck / 'config.json' if (ck / 'config.json').exists() else run / 'config.json')
-    model = build_model(cfg.model, cfg.model.spatial_dim, cfg.model.motion_dim, device)
-    load_checkpoint(ck, model)
-    return model.eval(), cfg
-
-# %% ../nbs/06_train.ipynb #7ca69fa6
-def prepare_synthsign(out, # folder for the dataset and its feature store
-                      n_train: int = 2000, n_dev: int = 200, n_test: int = 200, # videos per split
-                      size: int = 64, # frame size in pixels
-                      seed: int = 0, # SynthSign seed
-                      progress: bool = True) -> tuple[Path, Path]:
-    "Generate SynthSign and extract its features with the tiny encoders; returns (data_root, feature store)."
-    from spamo.synth import make_synthsign
-    from spamo.spatial import SpatialEncoder
-    from spamo.motion import MotionEncoder
-    from spamo.features import extract
-    out, args = Path(out), dict(n_train=n_train, n_dev=n_dev, n_test=n_test, size=size, seed=seed)
-    root, done = out / 'synthsign', out / 'synthsign.json'  # `done` marks a finished generation: a rerun reuses it
-    if not done.exists() or json.loads(done.read_text()) != args:
-        done.unlink(missing_ok=True); make_synthsign(root, **args, progress=progress); done.write_text(json.dumps(args))
-    spatial, motion = SpatialEncoder.from_name('tiny'), MotionEncoder.from_name('tiny')
-    for split in ('train', 'dev', 'test'):
-        extract(load_dataset('phoenix14t', root, split), out / 'features', spatial, motion, progress=progress)
-    return root, out / 'features'
-
-def prepare_tiny_llm(sentences: list[str], # target-language training sentences
-                     out, # folder the model and tokenizer are saved to (load it by this path)
-                     steps: int | None = None, seconds: float = 60., # denoiser pretraining budget
-                     d_model: int = 128, seed: int = 0) -> Path:
-    "A tiny T5 and tokenizer trained here on `sentences` (denoising), saved to `out`."
-    from spamo.llm import train_tokenizer, tiny_t5, pretrain_denoiser, build_prompt
-    from spamo.data import LANGUAGES
-    tok = train_tokenizer(list(sentences) + [build_prompt(l) for l in LANGUAGES])
-    model = tiny_t5(tok, d_model=d_model, seed=seed)
-    model, losses = pretrain_denoiser(model, tok, sentences, seconds=seconds, steps=steps, seed=seed)
-    out = Path(out); model.save_pretrained(out); tok.save_pretrained(out)
-    (out / 'pretrain.json').write_text(json.dumps(dict(steps=len(losses), first_loss=losses[0], last_loss=losses[-1])))
-    return out
-
-# %% ../nbs/06_train.ipynb #189ecf59
-def _code_hash() -> str:
-    import hashlib
-    h = hashlib.sha1()
-    for f in sorted(Path(__file__).parent.glob('*.py')): h.update(f.read_bytes())
-    return h.hexdigest()[:12]
-
-def smoke_run(out=None, # folder for its data, features, tiny LLM and run (`out/run`); None = a shared cache folder
-              n_train: int = 24, n_dev: int = 8, n_test: int = 8, size: int = 32, # SynthSign videos per split, frame size
-              pretrain_steps: int = 30, max_steps: int = 6, seed: int = 0, progress: bool = False) -> Path:
-    "Train a tiny SpaMo run on SynthSign in seconds; returns its run directory (reused when it exists)."
-    args = (n_train, n_dev, n_test, size, pretrain_steps, max_steps, seed)
-    if out is None: out = Path(tempfile.gettempdir()) / f"spamo-smoke-{_code_hash()}-{'-'.join(map(str, args))}"
-    out = Path(out); run = out / 'run'; out.parent.mkdir(parents=True, exist_ok=True)
-    with open(f'{out}.lock', 'w') as lock:
-        _lock(lock)  # parallel notebooks and tests share one build
-        if (run / 'summary.json').exists(): return run
-        shutil.rmtree(out, ignore_errors=True)  # an interrupted build
-        root, feats = prepare_synthsign(out / 'data', n_train, n_dev, n_test, size=size, seed=seed, progress=progress)
-        llm = prepare_tiny_llm([s.text for s in load_dataset('phoenix14t', root, 'train')], out / 'llm', steps=pretrain_steps, seed=seed)
-        cfg = config_from_params(run_dir=str(run), data_root=str(root), features=str(feats), llm=str(llm), llm_dtype='fp32',
-                                 precision='fp32', adapter_hidden=64, vt_warmup_steps=2, max_steps=max_steps, batch_size=4,
-                                 lr=1e-3, lr_warmup_steps=2, eval_every=3, save_every=3, max_new_tokens=32, seed=seed)
-        train(cfg, progress=progress)
-    return run
-
-def _lock(f):
-    try: import fcntl
-    except ImportError: return  # no advisory locks (Windows): concurrent builders just build twice
-    fcntl.flock(f, fcntl.LOCK_EX)
-
-# %% ../nbs/06_train.ipynb #8f535064
-def config_fields() -> set[str]:
-    "Names of every `RunConfig` field: the job's parameters that become configs."
-    return {f.name for c in (DataConfig, ModelConfig, TrainConfig) for f in fields(c)}
-
 # %% ../nbs/06_train.ipynb #bbf101cf
-JOB_ONLY = {'smoke_videos', 'tiny_pretrain_steps'}  # notebook parameters that are not RunConfig fields
-
 def train_cli(argv: list[str] | None = None) -> int:
     "`spamo train`: the training job of nbs/06_train.ipynb without Jupyter."
     import argparse, yaml
@@ -435,7 +185,6 @@ def train_cli(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     params = (yaml.safe_load(Path(a.config).read_text()) or {}) if a.config else {}
     params.update({k: yaml.safe_load(v) for k, v in a.param})
-    params = {k: v for k, v in params.items() if k not in JOB_ONLY}
     if params.get('llm') == 'tiny':
         print("spamo train: llm 'tiny' is built by the notebook and `spamo demo`; pass a hub name or a local folder", file=sys.stderr); return 2
     try: cfg = config_from_params(**params)

@@ -14,11 +14,12 @@ from .spatial import SpatialEncoder, as_frames, resize_crop
 from .motion import MotionEncoder
 from .features import FeatureStore, store_settings
 from .adapter import collate_features
-from .train import RunConfig, build_model, load_checkpoint, load_run
+from fastcore.basics import patch
+from .model import RunConfig, build_model, load_checkpoint, load_run
 
 # %% auto #0
 __all__ = ['ENCODER_KEYS', 'DATASET_LANGUAGE', 'VIDEO_ERRORS', 'encoders_from_settings', 'probe', 'decode_size', 'video_features',
-           'run_language', 'Translation', 'Translator', 'from_run', 'translate', 'translate_cli', 'translate_widget']
+           'run_language', 'Translation', 'Translator', 'translate_cli', 'translate_widget']
 
 # %% ../nbs/07a_translate.ipynb #815cd6ad
 ENCODER_KEYS = ('spatial', 'spatial_weights', 'scales', 'spatial_dim', 'motion', 'motion_weights', 'clip_len',
@@ -160,7 +161,8 @@ def _settings(run:Path, ck:Path, cfg:RunConfig) -> dict:
     except FileNotFoundError as e: raise FileNotFoundError(f'no features.json in {run} and no feature store at {cfg.data.features!r}: '
                                                            'cannot tell which encoders made the training features') from e
 
-def from_run(cls, path, # a run directory written by `train`, or a checkpoint folder
+@patch(cls_method=True)
+def from_run(cls:Translator, path, # a run directory written by `train`, or a checkpoint folder
              checkpoint:str='best', # 'best', 'last', or a checkpoint folder
              device=None, # None: CUDA when there is one, else CPU
              **kwargs) -> Translator: # language, num_beams, batch_size, chunk, progress: see `Translator`
@@ -176,7 +178,6 @@ def from_run(cls, path, # a run directory written by `train`, or a checkpoint fo
         model, cfg = load_run(path, checkpoint, device)
         ck, run = (Path(checkpoint) if Path(checkpoint).is_dir() else path / 'checkpoints' / checkpoint), path
     return cls(model.eval(), cfg, _settings(run, ck, cfg), device=device, **kwargs)
-Translator.from_run = classmethod(from_run)
 
 # %% ../nbs/07a_translate.ipynb #e5d96ae1
 VIDEO_ERRORS = (VideoError, OSError, ValueError, RuntimeError)  # a bad video fails alone
@@ -185,8 +186,9 @@ def _error(path, e:Exception) -> str:
     msg = str(e).strip() or type(e).__name__
     return msg if str(path) in msg else f'{path}: {msg}'
 
+@patch
 @torch.no_grad()
-def translate(self:Translator, paths, # video paths (a single path is fine)
+def __call__(self:Translator, paths, # video paths (a single path is fine)
               language:str|None=None, # output language for this call (default: the translator's)
              ) -> list[Translation]:
     "Translate videos: features per video, adapter + LLM per batch; a bad video gets an error, not an exception."
@@ -204,7 +206,6 @@ def translate(self:Translator, paths, # video paths (a single path is fine)
         dt = (time.perf_counter() - t0) / len(idx)
         for i, t in zip(idx, texts): out[i].text = t; out[i].seconds['adapter+llm'] = dt
     return out
-Translator.__call__ = translate
 
 # %% ../nbs/07a_translate.ipynb #fbf0275b
 def _print(r:Translation, as_json:bool=False):

@@ -2,8 +2,9 @@
 import json, math, os, shutil, subprocess, sys, textwrap
 from pathlib import Path
 import pytest
-from spamo.evaluate import (evaluate_cli, evaluate_predictions, gather_predictions, dedup_sort, corpus_bleu, corpus_rouge_l,
-                            rouge_l, rouge_tokens, settings_for, read_scores_txt, worst_best, PUBLISHED)
+from spamo.metrics import (evaluate_predictions, gather_predictions, dedup_sort, corpus_bleu, corpus_rouge_l, rouge_l, rouge_tokens,
+                           settings_for, worst_best)
+from spamo.evaluate import evaluate_cli, read_scores_txt, PUBLISHED
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -109,7 +110,7 @@ def test_union_bleu_is_not_mean_of_shards():
 GATHER_SCRIPT = textwrap.dedent('''
     import json, sys
     from accelerate import Accelerator
-    from spamo.evaluate import gather_predictions, corpus_bleu, settings_for
+    from spamo.metrics import gather_predictions, corpus_bleu, settings_for
     sys.path.insert(0, sys.argv[2]); from test_evaluate import SHARDS
     acc = Accelerator(cpu=True)
     ids, hyps, refs = SHARDS[acc.process_index]

@@ -4,7 +4,8 @@ from pathlib import Path
 import numpy as np, pytest, torch
 from spamo.spatial import SpatialEncoder, s2_split, s2_merge
 from spamo.motion import MotionEncoder, clip_windows, clip_indices
-from spamo.features import FeatureStore, extract, toy_manifest, read_header
+from spamo.features import FeatureStore, extract, read_header
+from spamo.testing import toy_manifest
 from spamo.data import load_dataset, load_how2sign, read_sample
 
 REPO = Path(__file__).resolve().parents[1]

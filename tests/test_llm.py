@@ -3,8 +3,9 @@ import copy, os, random
 import pytest, torch
 from spamo.data import Sample
 from spamo.adapter import SignAdapter
-from spamo.llm import (train_tokenizer, tiny_t5, prepare_llm, load_llm, pretrain_denoiser, build_prompt, PromptExamples,
-                       load_translations, SpaMo, toy_batch, join_tokens)
+from spamo.llm import prepare_llm, load_llm, build_prompt, PromptExamples, load_translations, join_tokens
+from spamo.model import SpaMo
+from spamo.testing import train_tokenizer, tiny_t5, pretrain_denoiser, toy_batch
 
 torch.set_num_threads(1)  # tiny models: extra threads on a busy 2-core machine cost more than they give
 SENTS = ['am montag regnet es im norden.', 'morgen scheint die sonne im süden.',

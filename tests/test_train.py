@@ -3,7 +3,9 @@ import csv, json, subprocess, sys
 from pathlib import Path
 import pytest, torch, yaml
 from safetensors.torch import load_file
-from spamo.train import config_from_params, train, smoke_run, train_cli, load_run, FeatureData
+from spamo.model import config_from_params, load_run, FeatureData
+from spamo.train import train, train_cli
+from spamo.testing import smoke_run
 from spamo.data import load_dataset
 from spamo.features import FeatureStore
 

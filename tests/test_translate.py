@@ -7,7 +7,7 @@ from spamo.data import load_dataset, read_video, write_avi
 from spamo.features import FeatureStore
 from spamo.cli import main
 from spamo.translate import Translator, translate_cli, probe, decode_size
-from spamo.train import smoke_run
+from spamo.testing import smoke_run
 
 CLIP = 'how2sign/clips/test/-fZc293MpJk_6-1-rgb_front.mp4'  # 187 frames, 1280x720 at 50 fps: three chunks of 64
 
