@@ -45,8 +45,7 @@ def natural_key(path) -> list:
     "Sort key that compares the digit runs in a name by value: images2 before images10."
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r'(\d+)', str(path))]
 
-def _where(path, sample_id=None) -> str:
-    return f"sample '{sample_id}' ({path})" if sample_id is not None else str(path)
+def _where(path, sample_id=None) -> str: return f"sample '{sample_id}' ({path})" if sample_id is not None else str(path)
 
 def _is_glob(p: str) -> bool: return any(c in p for c in '*?[')
 
@@ -72,6 +71,7 @@ def _indices(n, fps, start, end, every, where) -> range:
     if not len(idx): raise VideoError(f"{where}: the window [{start}, {end}) s holds no frames ({n} frames at {fps:g} fps)")
     return idx
 
+# %% ../nbs/00_data.ipynb #80f19f53
 def _read_images(files, idx, hw, where) -> np.ndarray:
     out = None
     for k, i in enumerate(idx):
@@ -107,6 +107,7 @@ def _batches(vr, path, idx, hw, chunk):
                 vr, pil = decord.VideoReader(path, ctx=decord.cpu(0)), True
         yield np.stack([np.asarray(Image.fromarray(f).resize((hw[1], hw[0]), Image.BILINEAR)) for f in vr.get_batch(ids).asnumpy()])
 
+# %% ../nbs/00_data.ipynb #b3902255
 def _read_container(path, start, end, every, hw, where, chunk=32) -> tuple[np.ndarray, float]:
     "Decode a video file with decord, `chunk` frames at a time."
     decord = load_decord()
@@ -173,6 +174,7 @@ def read_sample(sample: Sample, every:int=1, size:int|tuple|None=None) -> tuple[
     "Frames of `sample` in its time window; errors name `sample.id` and the path."
     return read_video(sample.video, sample.start, sample.end, every, size, fps=float(sample.extra.get('fps', 25.0)), sample_id=sample.id)
 
+# %% ../nbs/00_data.ipynb #3019a15c
 def iter_samples(samples, every:int=1, size=None,
                  on_error:str='raise', # 'raise' or 'skip' (then `report` is required)
                  report:list|None=None, # receives (id, path, reason) for each skipped sample
@@ -207,6 +209,7 @@ def _first(paths, what) -> Path:
         if p.exists(): return p
     raise FileNotFoundError(f"{what} not found; looked for: " + ', '.join(map(str, paths)))
 
+# %% ../nbs/00_data.ipynb #16666e8b
 def read_phoenix_csv(path) -> list[dict]:
     "Rows of a PHOENIX-2014-T corpus file as dicts (with their line number); a malformed row raises ValueError."
     rows = []
@@ -243,6 +246,16 @@ def load_phoenix14t(root, # the PHOENIX-2014-T folder, its parent, or a folder h
 # %% ../nbs/00_data.ipynb #706fd457
 H2S_COLUMNS = ['VIDEO_ID', 'VIDEO_NAME', 'SENTENCE_ID', 'SENTENCE_NAME', 'START_REALIGNED', 'END_REALIGNED', 'SENTENCE']
 
+def _h2s_row(header:list, row:list, path, ln:int) -> dict:
+    "Line `ln` of a How2Sign file as a dict of its columns (and its line number), the realigned times as floats."
+    if len(row) != len(header): raise ValueError(f"{path}:{ln}: expected {len(header)} tab-separated fields, got {len(row)}")
+    r = dict(zip(header, row), line=ln)
+    if not r['SENTENCE_NAME'] or not r['SENTENCE'].strip(): raise ValueError(f"{path}:{ln}: empty SENTENCE_NAME or SENTENCE")
+    try: r['START_REALIGNED'], r['END_REALIGNED'] = float(r['START_REALIGNED']), float(r['END_REALIGNED'])
+    except ValueError: raise ValueError(f"{path}:{ln}: START_REALIGNED/END_REALIGNED are not numbers") from None
+    return r
+
+# %% ../nbs/00_data.ipynb #fa6cdcaf
 def read_how2sign_csv(path) -> list[dict]:
     "Rows of a How2Sign realigned file as dicts (with their line number); a malformed row raises ValueError."
     rows = []
@@ -255,12 +268,7 @@ def read_how2sign_csv(path) -> list[dict]:
             ln, prev = prev + 1, reader.line_num
             if not any(row): continue
             if ln != prev: raise ValueError(f"{path}:{ln}: a field runs over lines {ln}-{prev} (unbalanced quote?)")
-            if len(row) != len(header): raise ValueError(f"{path}:{ln}: expected {len(header)} tab-separated fields, got {len(row)}")
-            r = dict(zip(header, row), line=ln)
-            if not r['SENTENCE_NAME'] or not r['SENTENCE'].strip(): raise ValueError(f"{path}:{ln}: empty SENTENCE_NAME or SENTENCE")
-            try: r['START_REALIGNED'], r['END_REALIGNED'] = float(r['START_REALIGNED']), float(r['END_REALIGNED'])
-            except ValueError: raise ValueError(f"{path}:{ln}: START_REALIGNED/END_REALIGNED are not numbers") from None
-            rows.append(r)
+            rows.append(_h2s_row(header, row, path, ln))
     return rows
 
 # %% ../nbs/00_data.ipynb #7482fd3e
@@ -309,20 +317,25 @@ def _csl_row(r: dict, where: str) -> dict:
     return dict(name=str(r['name']), text=str(r['text']), gloss=str(r.get('gloss') or '') or None,
                 length=None if n in (None, '') else int(n), signer=None if r.get('signer') is None else str(r['signer']))
 
+# %% ../nbs/00_data.ipynb #421cb068
+def _read_csl_tsv(path:Path) -> list[dict]:
+    "CSL-Daily rows of a tab-separated export with a header."
+    rows = []
+    with open(path, encoding='utf-8-sig', newline='') as f:
+        rd = csv.reader(f, delimiter='\t', quoting=csv.QUOTE_NONE)
+        head = next(rd, [])
+        if {'name', 'text'} - set(head): raise ValueError(f"{path}:1: header should be name, gloss, text, length; got {head}")
+        for ln, row in enumerate(rd, 2):
+            if not any(row): continue
+            if len(row) != len(head): raise ValueError(f"{path}:{ln}: expected {len(head)} tab-separated fields, got {len(row)}")
+            rows.append(_csl_row(dict(zip(head, row)), f'{path}:{ln}'))
+    return rows
+
+# %% ../nbs/00_data.ipynb #96fd9c7b
 def read_csl_labels(path) -> list[dict]:
     "CSL-Daily rows {name, text, gloss, length, signer} from a .tsv export, a GFSLT pickle, or the official csl2020ct_v2.pkl."
     path = Path(path)
-    if path.suffix == '.tsv':
-        rows = []
-        with open(path, encoding='utf-8-sig', newline='') as f:
-            rd = csv.reader(f, delimiter='\t', quoting=csv.QUOTE_NONE)
-            head = next(rd, [])
-            if {'name', 'text'} - set(head): raise ValueError(f"{path}:1: header should be name, gloss, text, length; got {head}")
-            for ln, row in enumerate(rd, 2):
-                if not any(row): continue
-                if len(row) != len(head): raise ValueError(f"{path}:{ln}: expected {len(head)} tab-separated fields, got {len(row)}")
-                rows.append(_csl_row(dict(zip(head, row)), f'{path}:{ln}'))
-        return rows
+    if path.suffix == '.tsv': return _read_csl_tsv(path)
     d = load_plain_pickle(path)
     items = d['info'] if isinstance(d, dict) and 'info' in d else list(d.values()) if isinstance(d, dict) else d
     if not isinstance(items, list) or not all(isinstance(r, dict) for r in items): raise ValueError(f"{path}: not a CSL-Daily label pickle")
@@ -370,17 +383,21 @@ def load_csl_daily(root, # CSL-Daily folder (or the folder holding the label fil
 # %% ../nbs/00_data.ipynb #721a6356
 _MANIFEST_KEYS = ('id', 'video', 'text', 'language', 'start', 'end', 'gloss', 'signer', 'split')
 
+def _jsonl_rows(f, path):
+    "Yield (line number, dict) for each non-empty line of the open JSONL file `f`."
+    for ln, line in enumerate(f, 1):
+        if not line.strip(): continue
+        try: r = json.loads(line)
+        except json.JSONDecodeError as e: raise ValueError(f"{path}:{ln}: not valid JSON ({e.msg})") from None
+        if not isinstance(r, dict): raise ValueError(f"{path}:{ln}: expected a JSON object")
+        yield ln, r
+
+# %% ../nbs/00_data.ipynb #cae3a226
 def _manifest_rows(path: Path):
     "Yield (line number, dict) for each row of a CSV/TSV/JSONL manifest."
     with open(path, encoding='utf-8-sig', newline='') as f:
         if path.suffix.lower() in ('.jsonl', '.ndjson', '.json'):
-            for ln, line in enumerate(f, 1):
-                if not line.strip(): continue
-                try: r = json.loads(line)
-                except json.JSONDecodeError as e: raise ValueError(f"{path}:{ln}: not valid JSON ({e.msg})") from None
-                if not isinstance(r, dict): raise ValueError(f"{path}:{ln}: expected a JSON object")
-                yield ln, r
-            return
+            yield from _jsonl_rows(f, path); return
         rd = csv.DictReader(f, delimiter='\t' if path.suffix.lower() == '.tsv' else ',')
         prev = 1
         for r in rd:
@@ -408,6 +425,7 @@ def _manifest_sample(r: dict, where: str, base: Path) -> Sample:
     return Sample(str(r['id']), video, str(r['text']), r['language'], split, gloss=r.get('gloss') or None,
                   signer=None if r.get('signer') in (None, '') else str(r['signer']), start=start, end=end, extra=extra)
 
+# %% ../nbs/00_data.ipynb #a389b9e6
 def load_manifest(path, # CSV, TSV or JSONL file
                   split:str|None=None, # keep only this split (rows without a split are 'test'); None keeps all
                  ) -> list[Sample]:
