@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_data.ipynb #0ffc9e7d
 from __future__ import annotations
-import csv, glob, gzip, io, json, math, os, pickle, re, struct
+import csv, glob, gzip, io, json, math, os, pickle, re
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
@@ -12,9 +12,9 @@ from PIL import Image
 
 # %% auto #0
 __all__ = ['LANGUAGES', 'IMAGE_EXTS', 'PHOENIX_FIELDS', 'H2S_COLUMNS', 'LOADERS', 'Sample', 'VideoError', 'natural_key',
-           'frame_files', 'load_decord', 'read_video', 'write_avi', 'read_sample', 'iter_samples', 'read_samples',
-           'norm_split', 'read_phoenix_csv', 'load_phoenix14t', 'read_how2sign_csv', 'load_how2sign',
-           'load_plain_pickle', 'read_csl_labels', 'read_csl_split', 'load_csl_daily', 'load_manifest', 'load_dataset']
+           'frame_files', 'load_decord', 'read_video', 'read_sample', 'iter_samples', 'read_samples', 'norm_split',
+           'read_phoenix_csv', 'load_phoenix14t', 'read_how2sign_csv', 'load_how2sign', 'load_plain_pickle',
+           'read_csl_labels', 'read_csl_split', 'load_csl_daily', 'load_manifest', 'load_dataset']
 
 # %% ../nbs/00_data.ipynb #a166198f
 LANGUAGES = {'de': 'German', 'en': 'English', 'zh': 'Chinese', 'fr': 'French', 'es': 'Spanish', 'it': 'Italian',
@@ -145,29 +145,6 @@ def read_video(path, # video file, frame folder, or glob of images
     elif os.path.isdir(p) or _is_glob(p): files = frame_files(p, sample_id)
     else: raise FileNotFoundError(f"video not found for {where}")
     return _read_images(files, _indices(len(files), fps, start, end, every, where), hw, where), fps / every
-
-# %% ../nbs/00_data.ipynb #1a8ff031
-def _chunk(fcc: bytes, data: bytes) -> bytes: return fcc + struct.pack('<I', len(data)) + data + b'\0' * (len(data) % 2)
-
-def write_avi(path, frames, fps:float=25.0, quality:int=90) -> Path:
-    "Write uint8 (T,H,W,3) frames as a Motion-JPEG AVI file, using PIL only."
-    frames = np.asarray(frames, dtype=np.uint8)
-    n, h, w = frames.shape[:3]
-    jpgs = []
-    for f in frames:
-        b = io.BytesIO(); Image.fromarray(f).save(b, 'JPEG', quality=quality); jpgs.append(b.getvalue())
-    big, rate = max(map(len, jpgs)), round(fps * 1000)
-    avih = struct.pack('<14I', round(1e6 / fps), 0, 0, 0x10, n, 0, 1, big, w, h, 0, 0, 0, 0)
-    strh = b'vidsMJPG' + struct.pack('<IHHIIIIIIiIhhhh', 0, 0, 0, 0, 1000, rate, 0, n, big, -1, 0, 0, 0, w, h)
-    strf = struct.pack('<IiiHH4sIiiII', 40, w, h, 1, 24, b'MJPG', w * h * 3, 0, 0, 0, 0)
-    strl = _chunk(b'LIST', b'strl' + _chunk(b'strh', strh) + _chunk(b'strf', strf))
-    hdrl = _chunk(b'LIST', b'hdrl' + _chunk(b'avih', avih) + strl)
-    movi, idx1, off = [], [], 4
-    for j in jpgs:
-        c = _chunk(b'00dc', j); movi.append(c); idx1.append(b'00dc' + struct.pack('<III', 0x10, off, len(j))); off += len(c)
-    body = b'AVI ' + hdrl + _chunk(b'LIST', b'movi' + b''.join(movi)) + _chunk(b'idx1', b''.join(idx1))
-    Path(path).write_bytes(b'RIFF' + struct.pack('<I', len(body)) + body)
-    return Path(path)
 
 # %% ../nbs/00_data.ipynb #4d0384a2
 def read_sample(sample: Sample, every:int=1, size:int|tuple|None=None) -> tuple[np.ndarray, float]:

@@ -4,7 +4,8 @@
 
 # %% ../nbs/97_testing.ipynb #41a90553
 from __future__ import annotations
-import hashlib, json, os, shutil, tempfile
+import hashlib, io, json, os, shutil, struct, tempfile
+from PIL import Image
 from pathlib import Path
 import numpy as np, torch
 from .data import load_dataset
@@ -15,7 +16,7 @@ from .demo import (TINY_CLIP, tiny_videomae_config, tiny_spatial, tiny_motion, t
                         pretrain_denoiser, prepare_synthsign, prepare_tiny_llm)
 
 # %% auto #0
-__all__ = ['TOY_SENTENCES', 'toy_batch', 'toy_manifest', 'shared_data', 'smoke_data', 'tiny_llm', 'smoke_run']
+__all__ = ['TOY_SENTENCES', 'toy_batch', 'toy_manifest', 'write_avi', 'shared_data', 'smoke_data', 'tiny_llm', 'smoke_run']
 
 # %% ../nbs/97_testing.ipynb #213f3bd2
 TOY_SENTENCES = ['am montag regnet es im norden.', 'morgen scheint die sonne im süden.',
@@ -52,6 +53,29 @@ def toy_manifest(root, # folder to write `videos/<id>/NNNN.png` and `manifest.cs
         rows.append(f'toy{i:03d},videos/toy{i:03d},toy sentence {i},de,train')
     (root/'manifest.csv').write_text('\n'.join(rows) + '\n')
     return root/'manifest.csv'
+
+# %% ../nbs/97_testing.ipynb #1a8ff031
+def _chunk(fcc: bytes, data: bytes) -> bytes: return fcc + struct.pack('<I', len(data)) + data + b'\0' * (len(data) % 2)
+
+def write_avi(path, frames, fps:float=25.0, quality:int=90) -> Path:
+    "Write uint8 (T,H,W,3) frames as a Motion-JPEG AVI file, using PIL only."
+    frames = np.asarray(frames, dtype=np.uint8)
+    n, h, w = frames.shape[:3]
+    jpgs = []
+    for f in frames:
+        b = io.BytesIO(); Image.fromarray(f).save(b, 'JPEG', quality=quality); jpgs.append(b.getvalue())
+    big, rate = max(map(len, jpgs)), round(fps * 1000)
+    avih = struct.pack('<14I', round(1e6 / fps), 0, 0, 0x10, n, 0, 1, big, w, h, 0, 0, 0, 0)
+    strh = b'vidsMJPG' + struct.pack('<IHHIIIIIIiIhhhh', 0, 0, 0, 0, 1000, rate, 0, n, big, -1, 0, 0, 0, w, h)
+    strf = struct.pack('<IiiHH4sIiiII', 40, w, h, 1, 24, b'MJPG', w * h * 3, 0, 0, 0, 0)
+    strl = _chunk(b'LIST', b'strl' + _chunk(b'strh', strh) + _chunk(b'strf', strf))
+    hdrl = _chunk(b'LIST', b'hdrl' + _chunk(b'avih', avih) + strl)
+    movi, idx1, off = [], [], 4
+    for j in jpgs:
+        c = _chunk(b'00dc', j); movi.append(c); idx1.append(b'00dc' + struct.pack('<III', 0x10, off, len(j))); off += len(c)
+    body = b'AVI ' + hdrl + _chunk(b'LIST', b'movi' + b''.join(movi)) + _chunk(b'idx1', b''.join(idx1))
+    Path(path).write_bytes(b'RIFF' + struct.pack('<I', len(body)) + body)
+    return Path(path)
 
 # %% ../nbs/97_testing.ipynb #31d5924e
 def shared_data() -> Path|None:

@@ -7,7 +7,8 @@ import pytest
 from PIL import Image
 
 from spamo.data import (Sample, VideoError, load_decord, load_csl_daily, load_dataset, load_how2sign, load_manifest,
-                        load_phoenix14t, read_csl_labels, read_sample, read_samples, read_video, write_avi)
+                        load_phoenix14t, read_csl_labels, read_sample, read_samples, read_video)
+from spamo.testing import write_avi
 
 
 # ---------------------------------------------------------------- PHOENIX14T

@@ -3,7 +3,8 @@ import json, os
 from types import SimpleNamespace
 from pathlib import Path
 import numpy as np, pytest, torch
-from spamo.data import load_dataset, read_video, write_avi
+from spamo.data import load_dataset, read_video
+from spamo.testing import write_avi
 from spamo.features import FeatureStore
 from spamo.cli import main
 from spamo.translate import Translator, translate_cli, probe, decode_size
