@@ -11,7 +11,9 @@ import argparse, resource, time
 import torch
 from transformers import T5Config, T5ForConditionalGeneration
 from spamo.adapter import SignAdapter, collate_features
-from spamo.llm import SpaMo, prepare_llm, train_tokenizer
+from spamo.llm import prepare_llm
+from spamo.model import SpaMo
+from spamo.testing import train_tokenizer
 
 p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 p.add_argument('--device', default='cpu'); p.add_argument('--dtype', default='bf16', choices=['bf16', 'fp32'])

@@ -26,6 +26,7 @@ __all__ = ['DataConfig', 'ModelConfig', 'TrainConfig', 'RunConfig', 'config_fiel
 # %% ../nbs/05a_model.ipynb #6bb6f62f
 @dataclass
 class DataConfig:
+    "Which samples and features a run reads."
     dataset: str = 'phoenix14t'   # loader name in spamo.data
     data_root: str = ''           # dataset root
     features: str = ''            # feature store path
@@ -34,8 +35,10 @@ class DataConfig:
     translations: str = ''        # example translations for the prompt
     max_dev: int = 0              # dev samples used for selection (0 = all)
 
+# %% ../nbs/05a_model.ipynb #d901e641
 @dataclass
 class ModelConfig:
+    "The model: LLM, LoRA, Sign Adapter, loss weight and prompt (the paper's values)."
     llm: str = 'google/flan-t5-xl'  # hub name or local folder
     llm_family: str = 'seq2seq'     # an LLM_FAMILIES name
     llm_dtype: str = 'auto'         # auto (bf16 on GPU, see resolve_dtype) | bf16 | fp32
@@ -53,8 +56,10 @@ class ModelConfig:
     spatial_dim: int = 0            # width of Z_s (set from the feature store when training starts)
     motion_dim: int = 0             # width of Z_m (set from the feature store when training starts)
 
+# %% ../nbs/05a_model.ipynb #c561639f
 @dataclass
 class TrainConfig:
+    "The optimisation, evaluation and checkpoint schedule (the paper's values for PHOENIX14T)."
     run_dir: str = 'runs/spamo'     # run directory
     vt_warmup_steps: int = 4000     # VT-Align warm-up steps
     max_steps: int = 35480          # optimizer updates in total: 40 epochs of 887 steps (PHOENIX14T at batch 8)
