@@ -11,8 +11,9 @@ from fastcore.basics import patch
 from .registry import Registry
 
 # %% auto #0
-__all__ = ['MODES', 'CONNECTORS', 'collate_features', 'length_mask', 'join_streams', 'MaskedBatchNorm1d', 'pooled_lengths',
-           'standardize_time', 'build_connector', 'SignAdapter']
+__all__ = ['MODES', 'CONNECTORS', 'ADAPTERS', 'collate_features', 'length_mask', 'join_streams', 'MaskedBatchNorm1d',
+           'pooled_lengths', 'standardize_time', 'build_connector', 'SignAdapter', 'official_lengths', 'TemporalConv',
+           'OfficialAdapter']
 
 # %% ../nbs/03_adapter.ipynb #03088815
 def _pad(rows: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -155,3 +156,49 @@ def forward(self:SignAdapter, spatial:torch.Tensor|None=None, # (B, Tmax, 2d) pa
     mask = length_mask(n, x.shape[-1])
     z = self.connector(x.transpose(1, 2))
     return z * mask[..., None].to(z.dtype), mask
+
+# %% ../nbs/03_adapter.ipynb #a045be31
+def official_lengths(n:torch.Tensor) -> torch.Tensor:
+    "Output lengths of the authors' {K5, P2, K5, P2} without padding: floor((floor((n - 4) / 2) - 4) / 2), at least 1."
+    return (((n - 4) // 2 - 4) // 2).clamp(min=1)
+
+class TemporalConv(nn.Module):
+    "The authors' temporal encoder: {K5, P2, K5, P2} with `padding=0`, BatchNorm1d and ReLU, as one `temporal_conv` Sequential."
+    def __init__(self, hidden:int):
+        super().__init__()
+        conv = lambda: [nn.Conv1d(hidden, hidden, 5, padding=0), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True), nn.MaxPool1d(2, ceil_mode=False)]
+        self.temporal_conv = nn.Sequential(*conv(), *conv())
+    def forward(self, x:torch.Tensor) -> torch.Tensor: return self.temporal_conv(x)   # (B, hidden, L) -> (B, hidden, M)
+
+# %% ../nbs/03_adapter.ipynb #090805ec
+class OfficialAdapter(nn.Module):
+    "The authors' Sign Adapter, with their module names: projections, time-join, `TemporalConv`, `fusion_proj` connector."
+    def __init__(self, spatial_dim:int, motion_dim:int, llm_dim:int, hidden:int=768, mode:str='both',
+                 standardize:bool=False, connector:str='mlp2x_gelu'):
+        super().__init__()
+        if mode not in MODES: raise ValueError(f'unknown adapter mode {mode!r}; known modes: {", ".join(MODES)}')
+        if standardize: raise ValueError("the authors' adapter has no feature standardisation: use standardize=False")
+        self.mode, self.llm_dim, self.standardize = mode, llm_dim, False
+        self.spatio_proj = nn.Linear(spatial_dim, hidden) if mode != 'motion' else None
+        self.spatiotemp_proj = nn.Linear(motion_dim, hidden) if mode != 'spatial' else None
+        self.temporal_encoder = TemporalConv(hidden) if mode != 'motion' else None
+        self.fusion_proj = build_connector(connector, hidden, llm_dim)
+
+# %% ../nbs/03_adapter.ipynb #ccd0f2d9
+@patch
+def forward(self:OfficialAdapter, spatial=None, spatial_len=None, motion=None, motion_len=None) -> tuple[torch.Tensor, torch.Tensor]:
+    "Z_sm (B, M, llm_dim), zero at padding, and its mask (B, M), as the authors compute it."
+    parts = [_project(p, x, n, k) for p, x, n, k in ((self.spatio_proj, spatial, spatial_len, 'spatial'),
+                                                     (self.spatiotemp_proj, motion, motion_len, 'motion')) if p is not None]
+    x, n = join_streams(parts)
+    if (n < 1).any(): raise ValueError(f'samples {(n < 1).nonzero().flatten().tolist()} have no features (length 0)')
+    if self.temporal_encoder is not None:                       # 'motion' alone skips the temporal encoder, as theirs does
+        x = F.pad(x, (0, 0, 0, max(0, 16 - x.shape[1])))          # one output position at least
+        x, n = self.temporal_encoder(x.transpose(1, 2)).transpose(1, 2), official_lengths(n)
+    mask = length_mask(n, x.shape[1])
+    z = self.fusion_proj(x)
+    return z * mask[..., None].to(z.dtype), mask
+
+ADAPTERS = Registry('adapter')
+ADAPTERS.register('spamo', SignAdapter)
+ADAPTERS.register('official', OfficialAdapter)

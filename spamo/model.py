@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 from .data import Sample
 from .spatial import resolve_dtype
 from .features import FeatureStore
-from .adapter import SignAdapter, collate_features
+from .adapter import ADAPTERS, SignAdapter, collate_features
 from .align import vt_align_loss, Temperature, text_embeddings
 from .llm import LLM_FAMILIES, PromptExamples, build_prompt, join_tokens, llm_width, load_llm, load_translations
 
@@ -46,6 +46,7 @@ class ModelConfig:
     lora_r: int = 16                # LoRA rank
     lora_alpha: int = 32            # LoRA alpha
     lora_dropout: float = 0.1       # LoRA dropout
+    adapter: str = 'spamo'          # an ADAPTERS name: spamo (section 3.4) | official (the authors' released variant)
     adapter_hidden: int = 1024      # Sign Adapter width
     connector: str = 'mlp2x_gelu'   # a CONNECTORS name (the adapter's last layers)
     mode: str = 'both'              # both | spatial | motion
@@ -212,8 +213,8 @@ def build_model(cfg:ModelConfig, # the model settings of a run
     device = torch.device(device)
     llm, tokenizer = load_llm(cfg.llm, dtype=resolve_dtype(cfg.llm_dtype, device), lora=cfg.lora, r=cfg.lora_r,
                               alpha=cfg.lora_alpha, dropout=cfg.lora_dropout, family=cfg.llm_family)
-    adapter = SignAdapter(spatial_dim or cfg.spatial_dim, motion_dim or cfg.motion_dim, llm_width(llm), hidden=cfg.adapter_hidden,
-                          mode=cfg.mode, standardize=cfg.standardize, connector=cfg.connector)
+    adapter = ADAPTERS[cfg.adapter](spatial_dim or cfg.spatial_dim, motion_dim or cfg.motion_dim, llm_width(llm), hidden=cfg.adapter_hidden,
+                                    mode=cfg.mode, standardize=cfg.standardize, connector=cfg.connector)
     return SpaMo(adapter, llm, tokenizer, cfg.llm_family, lam=cfg.vt_lambda, blind=cfg.blind).to(device)
 
 # %% ../nbs/05a_model.ipynb #fae76dc1
