@@ -95,7 +95,7 @@ def load_translations(path) -> dict:
             try: row = json.loads(l)
             except json.JSONDecodeError as e: raise ValueError(f'{path}:{i}: not JSON ({e})') from e
             sid = str(row.pop('id'))
-            out[sid] = {k: v for k, v in row.pop('translations', row).items() if v}
+            out.setdefault(sid, {}).update({k: v for k, v in row.pop('translations', row).items() if v})   # lines of one id merge
         return out
     head = lines[0].split('\t')
     if head[0] != 'id': raise ValueError(f'{path}: the first column must be "id", got {head[0]!r}')

@@ -292,9 +292,14 @@ def translate_data(model:SpaMo, data:FeatureData, examples=None, batch_size:int=
 
 def prompt_examples(cfg:RunConfig, train_samples:list) -> PromptExamples|None:
     "The run's in-context example picker over its training samples; None when the run uses no examples."
-    if not cfg.model.num_examples: return None
-    tr = load_translations(cfg.data.translations) if cfg.data.translations else None
-    return PromptExamples(train_samples, translations=tr, k=cfg.model.num_examples, seed=cfg.train.seed)
+    k, side = cfg.model.num_examples, cfg.data.translations
+    if not k: return None
+    pe = PromptExamples(train_samples, translations=load_translations(side) if side else None, k=k, seed=cfg.train.seed)
+    if not pe.pool: raise ValueError(
+        f"num_examples={k}, but none of the {len(train_samples)} training samples has translations ({f'none in {side}' if side else 'translations is empty'}): "
+        "make the side file with `spamo translations --dataset D --root R --split train --out F.jsonl` (or `--from-info "
+        "train_info_ml.npy`, the authors' file) and set translations to it, or set num_examples to 0")
+    return pe
 
 # %% ../nbs/05a_model.ipynb #69d6e203
 def load_run(run_dir, # a run directory written by `train`

@@ -15,11 +15,12 @@ from .motion import MotionEncoder
 from .features import FeatureStore, store_settings
 from .adapter import collate_features
 from fastcore.basics import patch
-from .model import RunConfig, build_model, load_checkpoint, load_run
+from types import SimpleNamespace
+from .model import RunConfig, build_model, load_checkpoint, load_run, prompt_examples
 
 # %% auto #0
 __all__ = ['ENCODER_KEYS', 'DATASET_LANGUAGE', 'VIDEO_ERRORS', 'encoders_from_settings', 'probe', 'decode_size', 'video_features',
-           'run_language', 'Translation', 'Translator', 'translate_cli', 'translate_widget']
+           'run_examples', 'run_language', 'Translation', 'Translator', 'translate_cli', 'translate_widget']
 
 # %% ../nbs/07a_translate.ipynb #815cd6ad
 ENCODER_KEYS = ('spatial', 'spatial_weights', 'scales', 'spatial_dim', 'motion', 'motion_weights', 'clip_len',
@@ -107,6 +108,15 @@ def video_features(path, # video file, frame folder or glob of images
 # %% ../nbs/07a_translate.ipynb #f050e34d
 DATASET_LANGUAGE = {'phoenix14t': 'de', 'how2sign': 'en', 'csl_daily': 'zh'}
 
+def run_examples(cfg:RunConfig):
+    "The run's prompt examples (`spamo.model.prompt_examples` over its training split); None when it uses none."
+    if not cfg.model.num_examples: return None
+    try: train = load_dataset(cfg.data.dataset, cfg.data.data_root, cfg.data.train_split)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"this run's prompt holds {cfg.model.num_examples} in-context example(s) from its training split, which "
+                         f"cannot be read ({e}); give the run its data_root in config.json") from e
+    return prompt_examples(cfg, train)
+
 def run_language(cfg:RunConfig) -> str:
     "The output language of a run: its dataset's, or the first training sample's for a manifest."
     if cfg.data.dataset in DATASET_LANGUAGE: return DATASET_LANGUAGE[cfg.data.dataset]
@@ -145,6 +155,7 @@ class Translator:
         # decoding: as the store was made (size, every), else shorter side = the largest input an encoder reads
         self.size, self.every = settings.get('size'), settings.get('every') or 1
         self.side = max(self.spatial.image_size * max(self.spatial.scales), self.motion.image_size)
+        self.examples = run_examples(cfg)   # the prompt's in-context examples, from the run's training split, as in evaluation
 
     def features(self, path, progress:bool|None=None) -> dict:
         "Features of one video as training read them (see `video_features`)."
@@ -190,6 +201,7 @@ def _error(path, e:Exception) -> str:
 @torch.no_grad()
 def __call__(self:Translator, paths, # video paths (a single path is fine)
               language:str|None=None, # output language for this call (default: the translator's)
+              ids:list|None=None, # sample ids that pick the prompt examples (default: each file's name), as evaluation does
              ) -> list[Translation]:
     "Translate videos: features per video, adapter + LLM per batch; a bad video gets an error, not an exception."
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
@@ -202,6 +214,8 @@ def __call__(self:Translator, paths, # video paths (a single path is fine)
     for b in range(0, len(good), self.batch_size):
         idx, t0 = good[b:b + self.batch_size], time.perf_counter()
         batch = collate_features([feats[i] for i in idx]) | dict(language=[language or self.language] * len(idx))
+        if self.examples is not None:
+            batch['examples'] = [self.examples(SimpleNamespace(id=str(ids[i]) if ids else Path(paths[i]).stem)) for i in idx]
         texts = self.model.generate(batch, num_beams=self.num_beams, max_new_tokens=self.max_new_tokens)
         dt = (time.perf_counter() - t0) / len(idx)
         for i, t in zip(idx, texts): out[i].text = t; out[i].seconds['adapter+llm'] = dt

@@ -53,7 +53,7 @@ def _small_run(out: Path) -> Path:
     cfg = config_from_params(run_dir=str(out / 'spamo'), data_root=str(root), features=str(feats), llm=str(llm),
                              llm_dtype='fp32', precision='fp32', adapter_hidden=128, batch_size=16, lr=1e-3, min_lr=1e-4,
                              lr_warmup_steps=10, vt_warmup_steps=steps // 10, max_steps=steps, eval_every=steps,
-                             save_every=steps, num_beams=1, max_new_tokens=24, seed=0)
+                             save_every=steps, num_beams=1, max_new_tokens=24, seed=0, num_examples=0)
     train(cfg, progress=False)
     return Path(cfg.train.run_dir)
 

@@ -21,7 +21,7 @@ def smoke() -> dict:
 
 def run_cfg(smoke, run_dir, **kw):
     return config_from_params(**smoke | dict(run_dir=str(run_dir), llm_dtype='fp32', precision='fp32', adapter_hidden=32,
-                                             vt_warmup_steps=2, max_steps=6, batch_size=4, lr=1e-3, lr_warmup_steps=2,
+                                             vt_warmup_steps=2, max_steps=6, batch_size=4, lr=1e-3, lr_warmup_steps=2, num_examples=0,
                                              eval_every=3, save_every=3, num_beams=2, max_new_tokens=12) | kw)
 
 
@@ -63,7 +63,7 @@ def test_cli_yaml_and_overrides(smoke, tmp_path):
     f = tmp_path / 'c.yaml'
     f.write_text(yaml.safe_dump(smoke | dict(run_dir=str(tmp_path / 'r'), llm_dtype='fp32', precision='fp32', adapter_hidden=32,
                                              vt_warmup_steps=1, max_steps=2, batch_size=4, eval_every=2, save_every=2,
-                                             num_beams=1, max_new_tokens=8, lora_r=8)))
+                                             num_beams=1, max_new_tokens=8, lora_r=8, num_examples=0)))
     assert train_cli(['-f', str(f), '-p', 'lora_r', '4', '-p', 'max_steps', '3']) == 0
     cfg = json.loads((tmp_path / 'r' / 'config.json').read_text())
     assert cfg['model']['lora_r'] == 4 and cfg['train']['max_steps'] == 3
