@@ -12,8 +12,8 @@ from .registry import Registry
 from .data import LANGUAGES
 
 # %% auto #0
-__all__ = ['LLM_FAMILIES', 'prepare_llm', 'Seq2Seq', 'llm_width', 'load_llm', 'build_prompt', 'load_translations',
-           'PromptExamples', 'join_tokens']
+__all__ = ['LLM_FAMILIES', 'prepare_llm', 'Seq2Seq', 'llm_width', 'load_llm', 'check_vocabulary', 'build_prompt',
+           'load_translations', 'PromptExamples', 'join_tokens']
 
 # %% ../nbs/05_llm.ipynb #2367c856
 def prepare_llm(model,                  # a transformers seq2seq model (T5, Flan-T5, mT5)
@@ -75,6 +75,21 @@ def load_llm(name:str='google/flan-t5-xl', # hub name, or local directory (str o
         raise OSError(f'could not load the LLM {name!r}: a model name needs the Hugging Face hub (network access or a '
                       f'cached download); otherwise pass a local directory written by save_pretrained ({type(e).__name__}: {e})') from e
     return prepare_llm(model, lora, r, alpha, dropout, tuple(targets or fam.targets), fam.task_type), tokenizer
+
+# %% ../nbs/05_llm.ipynb #fe8ac2af
+def check_vocabulary(tokenizer, texts:list, # the LLM's tokenizer and the target sentences
+                     max_unknown:float=0.01, # largest share of unknown tokens accepted
+                     name:str='the LLM') -> float:
+    "Share of `<unk>` tokens in `texts`; raises ValueError, naming examples, when it is above `max_unknown`."
+    unk = tokenizer.unk_token_id
+    if unk is None or not texts: return 0.0                 # byte-level tokenizers have no unknown token
+    ids = tokenizer(list(texts), add_special_tokens=False)['input_ids']
+    total, bad = sum(map(len, ids)), [t for t, x in zip(texts, ids) if unk in x]
+    share = sum(x.count(unk) for x in ids) / max(total, 1)
+    if share > max_unknown:
+        raise ValueError(f"{share:.1%} of the target tokens are unknown to {name}'s tokenizer ({len(bad)} of {len(texts)} sentences, "
+                         f"e.g. {bad[:3]}): choose an LLM whose tokenizer covers the language (e.g. google/mt5-xl for Chinese)")
+    return share
 
 # %% ../nbs/05_llm.ipynb #fef8f45c
 def build_prompt(language:str,         # ISO 639-1 code of the output language (`LANGUAGES`)

@@ -13,6 +13,7 @@ from .spatial import resolve_dtype
 from .features import FeatureStore
 from .model import (RunConfig, TrainConfig, FeatureData, build_model, config_from_params, load_checkpoint, prompt_examples,
                          save_checkpoint, set_rng_state, translate_data)
+from .llm import check_vocabulary
 from .metrics import corpus_bleu, settings_for
 
 # %% auto #0
@@ -98,6 +99,7 @@ def _setup(cfg: RunConfig, acc):
     torch.manual_seed(t.seed); random.seed(t.seed); np.random.seed(t.seed)
     cfg.model.spatial_dim, cfg.model.motion_dim = store.spatial_dim, store.motion_dim
     model = build_model(cfg.model, store.spatial_dim, store.motion_dim, acc.device)
+    check_vocabulary(model.tokenizer, [s.text for s in train_data.samples], name=cfg.model.llm)   # refuses targets it cannot spell
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     params = [p for _, p in named]
     groups = [dict(params=[p for n, p in named if 'temperature' not in n]),  # CLIP: no weight decay on the logit scale

@@ -78,3 +78,26 @@ def test_the_authors_info_files_reach_a_prompt(shared_data, tmp_path):
     picked = next(v for v in info.values() if v['text'] == ex[0][1])
     assert [s for s, _ in ex] == [picked['en'], picked['es'], picked['fr']]
     assert prompt.startswith('Translate the given sentence into German. ') and f"{picked['fr']}={picked['text']}" in prompt
+
+
+def test_targets_the_tokenizer_cannot_spell_are_refused(tmp_path):
+    "A Chinese target with a Latin-only tokenizer stops training at its start; a tokenizer that covers it trains."
+    from spamo.features import extract
+    from spamo.testing import toy_manifest, tiny_llm, TOY_SENTENCES, train_tokenizer, tiny_t5
+    zh = ['今天天气很好', '明天下雨', '我们在北方', '你喜欢雪吗', '风很大', '天气冷']
+    man = toy_manifest(tmp_path / 'toy', lengths=(12, 16, 17, 20, 24, 30))
+    lines = man.read_text().splitlines()
+    man.write_text('\n'.join([lines[0]] + [l.replace(f'toy sentence {i},de', f'{zh[i]},zh') for i, l in enumerate(lines[1:])]) + '\n', encoding='utf-8')
+    samples = load_dataset('manifest', man, 'train')
+    assert [s.text for s in samples] == zh and samples[0].language == 'zh'
+    extract(samples, tmp_path / 'features', 'tiny', 'tiny', progress=False)
+    def run(llm, name):
+        return config_from_params(dataset='manifest', data_root=str(man), features=str(tmp_path / 'features'), dev_split='train',
+                                  llm=str(llm), llm_dtype='fp32', precision='fp32', adapter_hidden=16, num_examples=0, run_dir=str(tmp_path / name),
+                                  vt_warmup_steps=0, max_steps=1, batch_size=2, lr_warmup_steps=1, eval_every=1, save_every=1,
+                                  num_beams=1, max_new_tokens=4)
+    latin = tiny_llm(TOY_SENTENCES, tmp_path / 'latin', steps=1)
+    with pytest.raises(ValueError, match='unknown to .*tokenizer.*今天天气很好'): train(run(latin, 'r1'), progress=False)
+    tok = train_tokenizer(TOY_SENTENCES + zh); both = tmp_path / 'both'
+    tiny_t5(tok, d_model=32).save_pretrained(both); tok.save_pretrained(both)
+    assert train(run(both, 'r2'), progress=False)['steps'] == 1
