@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from fastcore.basics import patch
 from .data import Sample, VideoError, read_sample, load_dataset
-from .spatial import SpatialEncoder, resolve_dtype, RECIPES, check_recipe
+from .spatial import SpatialEncoder, resolve_dtype, RECIPES
 from .motion import MotionEncoder
 
 # %% auto #0
