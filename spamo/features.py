@@ -10,16 +10,22 @@ import numpy as np
 import torch
 from fastcore.basics import patch
 from .data import Sample, VideoError, read_sample, load_dataset
-from .spatial import SpatialEncoder, resolve_dtype
+from .spatial import SpatialEncoder, resolve_dtype, RECIPES
 from .motion import MotionEncoder
 
 # %% auto #0
-__all__ = ['CHECKED', 'FORMAT', 'store_settings', 'settings_diff', 'settings_hash', 'record_name', 'write_record', 'read_header',
-           'FeatureStore', 'read_released', 'import_released', 'extract', 'extract_cli']
+__all__ = ['CHECKED', 'FORMAT', 'RELEASED', 'recipe_of', 'store_settings', 'setting', 'settings_diff', 'settings_hash',
+           'record_name', 'write_record', 'read_header', 'FeatureStore', 'read_released', 'released_key',
+           'pair_released', 'released_settings', 'released_ids', 'sample_id', 'import_released', 'extract',
+           'extract_cli', 'settings_from', 'import_features_cli']
 
 # %% ../nbs/02a_features.ipynb #111fb7c8
 CHECKED = ('spatial', 'spatial_weights', 'scales', 'spatial_dim', 'motion', 'motion_weights', 'clip_len', 'stride',
-           'pooling', 'motion_dim', 'dtype', 'precision', 'size', 'every')
+           'pooling', 'motion_dim', 'dtype', 'precision', 'size', 'every', 'recipe')
+
+def recipe_of(settings:dict) -> str:
+    "The feature recipe of a store's settings; stores from before recipes were recorded hold 'spamo' features."
+    return settings.get('recipe') or 'spamo'
 
 def store_settings(spatial:SpatialEncoder, motion:MotionEncoder,
                    dtype:str='float16', # storage dtype of the records
@@ -27,17 +33,24 @@ def store_settings(spatial:SpatialEncoder, motion:MotionEncoder,
                    size=None, every:int=1, # frame decoding: resize and subsampling
                   ) -> dict:
     "The settings that define a feature store's contents."
+    if spatial.recipe != motion.recipe: raise ValueError(f'spatial recipe {spatial.recipe!r} != motion recipe {motion.recipe!r}: features of one recipe only')
     return dict(spatial=spatial.name, spatial_weights=spatial.weights, scales=list(spatial.scales), spatial_dim=spatial.dim,
                 motion=motion.name, motion_weights=motion.weights, clip_len=motion.clip_len, stride=motion.stride,
                 pooling=motion.pooling, motion_dim=motion.dim, dtype=dtype, precision=precision,
-                size=list(size) if isinstance(size, (tuple, list)) else size, every=every)
+                size=list(size) if isinstance(size, (tuple, list)) else size, every=every, recipe=spatial.recipe)
+
+def setting(s:dict, k:str):
+    "Value of setting `k` in `s` (a missing recipe reads as 'spamo')."
+    return recipe_of(s) if k == 'recipe' else s.get(k)
 
 def settings_diff(a:dict, b:dict) -> list:
     "Keys of `CHECKED` whose values differ between two settings dicts."
-    return [k for k in CHECKED if a.get(k) != b.get(k)]
+    return [k for k in CHECKED if setting(a, k) != setting(b, k)]
 
 def settings_hash(s:dict) -> str:
-    return hashlib.sha1(json.dumps({k: s.get(k) for k in CHECKED}, sort_keys=True).encode()).hexdigest()[:16]
+    "Hash of the checked settings ('spamo' leaves the recipe out, so records of older stores stay valid)."
+    keys = [k for k in CHECKED if not (k == 'recipe' and recipe_of(s) == 'spamo')]
+    return hashlib.sha1(json.dumps({k: s.get(k) for k in keys}, sort_keys=True).encode()).hexdigest()[:16]
 
 # %% ../nbs/02a_features.ipynb #e68c14e8
 def record_name(id:str) -> str:
@@ -78,7 +91,7 @@ class FeatureStore:
             self.index = json.loads(self.index_path.read_text())
             diff = settings_diff(self.index['settings'], settings) if settings is not None else []
             if diff: raise ValueError(f'feature store {self.path} was made with other settings: ' +
-                                      ', '.join(f"{k} {self.index['settings'].get(k)!r} (store) != {settings.get(k)!r} (asked)" for k in diff))
+                                      ', '.join(f"{k} {setting(self.index['settings'], k)!r} (store) != {setting(settings, k)!r} (asked)" for k in diff))
         elif create and settings is not None:
             self.index = dict(format=FORMAT, settings=settings, records={})
             (self.path/'records').mkdir(parents=True, exist_ok=True); self.write_index()
@@ -87,6 +100,8 @@ class FeatureStore:
 
     @property
     def ids(self) -> list: return list(self.index['records'])
+    @property
+    def recipe(self) -> str: return recipe_of(self.settings)
     @property
     def spatial_dim(self) -> int: return self.settings['spatial_dim']
     @property
@@ -142,16 +157,81 @@ def read_released(path) -> torch.Tensor:
     if a.ndim != 2: raise ValueError(f'{path}: expected a (length, width) array, got shape {a.shape}')
     return torch.from_numpy(a.astype(np.float32))
 
-def import_released(spatial_dir, motion_dir, path, # folders of <id>.npy, and the store to write
-                    settings:dict, # what the released features are (encoders, scales, stride, pooling, dims, dtype)
+RELEASED = dict(spatial=('_s2wrapping',), motion=('_overlap-8', '_overlap-8-pretrained'))  # suffixes, preferred first
+
+def released_key(path, kind:str) -> tuple[str, int]:
+    "(video key, preference) of a released file: '<key>_s2wrapping.npy', '<key>_overlap-8[-pretrained].npy' or '<key>.npy'."
+    stem = Path(path).name[:-len('.npy')]
+    for rank, suf in sorted(enumerate(RELEASED[kind]), key=lambda r: -len(r[1])):
+        if stem.endswith(suf): return stem[:-len(suf)], rank
+    return stem, len(RELEASED[kind])
+
+# %% ../nbs/02a_features.ipynb #r2a1pe01
+def pair_released(spatial_dir, motion_dir) -> tuple[dict, list]:
+    "Pair released files by key: ({key: (spatial file, motion file)}, [{file, key, reason} of each file left out])."
+    found, pairs, unpaired = {}, {}, []
+    for kind, d in (('spatial', spatial_dir), ('motion', motion_dir)):
+        if not Path(d).is_dir(): raise FileNotFoundError(f'no folder of released {kind} features at {d}')
+        for f in sorted(Path(d).glob('*.npy')):
+            key, rank = released_key(f, kind)
+            found.setdefault(key, {}).setdefault(kind, []).append((rank, f))
+    for key, fs in sorted(found.items()):
+        for kind, other in (('spatial', 'motion'), ('motion', 'spatial')):
+            files = sorted(fs.get(kind, []))
+            if other not in fs: unpaired += [dict(file=str(f), key=key, reason=f'no {other} file for {key!r}') for _, f in files]
+            else: unpaired += [dict(file=str(f), key=key, reason=f'{files[0][1].name} is used for {key!r}') for _, f in files[1:]]
+        if len(fs) == 2: pairs[key] = (min(fs['spatial'])[1], min(fs['motion'])[1])
+    return pairs, unpaired
+
+# %% ../nbs/02a_features.ipynb #r2a1pe04
+def released_settings(spatial_dim:int=2048, motion_dim:int=1024, **kw) -> dict:
+    "Store settings of the authors' released features (widths as in the files; `kw` overrides)."
+    return dict(spatial='openai/clip-vit-large-patch14', spatial_weights='openai/clip-vit-large-patch14', scales=[1, 2],
+                spatial_dim=spatial_dim, motion='MCG-NJU/videomae-large', motion_weights='MCG-NJU/videomae-large', clip_len=16,
+                stride=8, pooling='first', motion_dim=motion_dim, dtype='float16', precision='float32', size=None, every=1,
+                recipe='official') | kw
+
+def released_ids(samples:list) -> dict:
+    "Released key -> sample id: the id itself, and (name, start) for a sample's id, video name or video id (How2Sign)."
+    ids = {}
+    for s in samples:
+        ids[s.id] = s.id
+        start = s.start if s.start is not None else s.extra.get('start_realigned')
+        for n in (s.id, s.extra.get('video_name'), s.extra.get('video_id')) if start is not None else ():
+            if n: ids[(n, round(float(start), 3))] = s.id
+    return ids
+
+def sample_id(key:str, ids:dict|None) -> str|None:
+    "The sample id of a released key (None: no sample matches); without `ids` the key itself."
+    if ids is None or key in ids: return key if ids is None else ids[key]
+    m = re.fullmatch(r'(.+)_(\d+(?:\.\d+)?)', key)
+    return ids.get((m[1], round(float(m[2]), 3))) if m else None
+
+# %% ../nbs/02a_features.ipynb #r2a1pe05
+def import_released(spatial_dir, motion_dir, path, # folders of the authors' .npy files, and the store to write
+                    settings:dict, # what the files are (`released_settings()`); recipe 'official' unless it says otherwise
+                    samples:list|None=None, # name records by these samples' ids (How2Sign: `<id>_<start>` keys)
                    ) -> FeatureStore:
-    "Copy released per-video .npy features (ids present in both folders) into a feature store."
-    store = FeatureStore(path, settings, create=True)
-    for f in sorted(Path(spatial_dir).glob('*.npy')):
-        m = Path(motion_dir)/f.name
-        if m.exists() and not store.is_done(f.stem): write_record(store.file(f.stem), f.stem, read_released(f), read_released(m), store.settings)
+    "Copy released per-video .npy features into a feature store; files that do not pair are listed in `unpaired.json`."
+    pairs, unpaired = pair_released(spatial_dir, motion_dir)
+    store, ids = FeatureStore(path, {'recipe': 'official'} | settings, create=True), released_ids(samples) if samples is not None else None
+    for key, files in pairs.items():
+        if (id := sample_id(key, ids)) is None:
+            unpaired += [dict(file=str(f), key=key, reason=f'no sample matches {key!r}') for f in files]; continue
+        if store.is_done(id): continue
+        zs, zm = (read_released(f) for f in files)
+        for f, z, d in zip(files, (zs, zm), (store.spatial_dim, store.motion_dim)):
+            if z.shape[1] != d: raise ValueError(f'{f}: width {z.shape[1]}, but the settings say {d}')
+        write_record(store.file(id), id, zs, zm, store.settings)
+    (store.path/'unpaired.json').write_text(json.dumps(unpaired, indent=1))
     store.scan(); store.write_index()
     return store
+
+@patch(as_prop=True)
+def unpaired(self:FeatureStore) -> list:
+    "Released files the last `import_released` into this store could not pair: [{file, key, reason}]."
+    p = self.path/'unpaired.json'
+    return json.loads(p.read_text()) if p.exists() else []
 
 # %% ../nbs/02a_features.ipynb #44de220e
 def _prefetch(samples, every, size, depth:int=2):
@@ -173,8 +253,11 @@ def _prefetch(samples, every, size, depth:int=2):
             try: q.get_nowait()
             except queue.Empty: t.join(0.05)
 
-def _encoder(enc, cls, **kw):
-    return cls.from_name(enc, **kw) if isinstance(enc, str) else enc
+def _encoder(enc, cls, recipe:str|None=None):
+    "`enc`, or the encoder it names built with `recipe` ('spamo' when None); a given encoder of another recipe raises."
+    if isinstance(enc, str): return cls.from_name(enc, recipe=recipe or 'spamo')
+    if recipe is not None and enc.recipe != recipe: raise ValueError(f"{cls.__name__} {enc.name!r} has recipe {enc.recipe!r}, not {recipe!r}")
+    return enc
 
 # %% ../nbs/02a_features.ipynb #9810badc
 def extract(samples:list, # `spamo.data.Sample`s (ids must be unique)
@@ -188,6 +271,7 @@ def extract(samples:list, # `spamo.data.Sample`s (ids must be unique)
             store_dtype:str='float16', # dtype of the stored features
             size=None, every:int=1, # decode: resize frames to `size`, keep every k-th frame
             progress:bool=True, # show a tqdm bar with frames/s
+            recipe:str|None=None, # 'official' or 'spamo' for encoders given by name (None: 'spamo'); given encoders must match
            ) -> dict: # report: extracted, skipped, failed, frames, seconds, frames_per_s
     "Extract spatial and motion features of `samples` into the feature store at `path`; resumable."
     from accelerate import PartialState
@@ -197,7 +281,7 @@ def extract(samples:list, # `spamo.data.Sample`s (ids must be unique)
     if len(set(ids)) != len(ids): raise ValueError(f'duplicate sample ids: {sorted({i for i in ids if ids.count(i) > 1})[:5]}')
     state = PartialState(cpu=not torch.cuda.is_available() or (device is not None and torch.device(device).type == 'cpu'))
     device = torch.device(device) if device else state.device
-    se, me = _encoder(spatial, SpatialEncoder), _encoder(motion, MotionEncoder)
+    se, me = _encoder(spatial, SpatialEncoder, recipe), _encoder(motion, MotionEncoder, recipe)
     se.prepare(device, dtype); me.prepare(device, dtype)
     settings = store_settings(se, me, store_dtype, str(se.dtype).replace('torch.', ''), size, every)
     if state.is_main_process:
@@ -247,7 +331,9 @@ def extract_cli(argv:list[str]|None=None) -> int:
     p.add_argument('--root', required=True, help='dataset folder (manifest: the manifest file)')
     p.add_argument('--split', default='train'); p.add_argument('--out', required=True, help='feature store folder')
     p.add_argument('--clips-dir', default=None, help='How2Sign: folder of <SENTENCE_NAME>.mp4 clips')
-    p.add_argument('--spatial', default='ViT-L-14'); p.add_argument('--pretrained', default='openai')
+    p.add_argument('--recipe', default='official', choices=RECIPES, help="'official': the authors' features (default); 'spamo': post-norm, S2 from the source frame, tail clip")
+    p.add_argument('--spatial', default=None, help="a name, transformers id or folder (default: openai/clip-vit-large-patch14; recipe spamo: open_clip ViT-L-14)")
+    p.add_argument('--pretrained', default='openai', help='open_clip weights tag')
     p.add_argument('--scales', default='1,2'); p.add_argument('--motion', default='MCG-NJU/videomae-large')
     p.add_argument('--stride', type=int, default=8); p.add_argument('--pooling', default='first', choices=['first', 'mean'])
     p.add_argument('--batch-size', type=int, default=None, help='images per forward (default by device)')
@@ -260,8 +346,9 @@ def extract_cli(argv:list[str]|None=None) -> int:
     try:
         kw = dict(clips_dir=a.clips_dir) if a.clips_dir else {}
         samples = load_dataset(a.dataset, a.root, a.split, **kw)[:a.limit]
-        se = SpatialEncoder.from_name(a.spatial, a.pretrained, tuple(int(s) for s in a.scales.split(',')))
-        me = MotionEncoder.from_name(a.motion, a.stride, a.pooling)
+        spatial = a.spatial or ('openai/clip-vit-large-patch14' if a.recipe == 'official' else 'ViT-L-14')
+        se = SpatialEncoder.from_name(spatial, a.pretrained, tuple(int(s) for s in a.scales.split(',')), recipe=a.recipe)
+        me = MotionEncoder.from_name(a.motion, a.stride, a.pooling, recipe=a.recipe)
         r = extract(samples, a.out, se, me, a.batch_size, a.device, a.dtype, a.on_error, a.store_dtype, a.size, a.every, not a.no_progress)
     except (OSError, ValueError, VideoError) as e:
         print(f'spamo extract: {e}', file=sys.stderr); return 2
@@ -269,3 +356,34 @@ def extract_cli(argv:list[str]|None=None) -> int:
                           frames=r['frames'], seconds=round(r['seconds'], 2), frames_per_s=round(r['frames_per_s'], 1), out=r['path'])))
     if r['failed']: print(f"spamo extract: {len(r['failed'])} video(s) failed, listed in {Path(a.out)/'failures.json'}", file=sys.stderr)
     return 1 if r['failed'] else 0
+
+# %% ../nbs/02a_features.ipynb #r2a1pe06
+def settings_from(path) -> dict:
+    "Feature settings from a store folder, its index.json, or a features.json."
+    p = Path(path); p = p/'index.json' if p.is_dir() else p
+    d = json.loads(p.read_text())
+    return d['settings'] if 'settings' in d else d
+
+def import_features_cli(argv:list[str]|None=None) -> int:
+    "`spamo import-features`: the authors' released .npy features into a feature store; exit status 1 if files did not pair."
+    p = argparse.ArgumentParser(prog='spamo import-features', description="Import the SpaMo authors' released features into a feature store.")
+    p.add_argument('--spatial-dir', required=True, help='folder of <id>_s2wrapping.npy (or <id>.npy) files')
+    p.add_argument('--motion-dir', required=True, help='folder of <id>_overlap-8.npy / <id>_overlap-8-pretrained.npy (or <id>.npy)')
+    p.add_argument('--out', required=True, help='feature store folder')
+    p.add_argument('--settings-from', default=None, help="a store, index.json or features.json describing the files (default: the authors' encoders)")
+    p.add_argument('--dataset', default=None, help='name records by this dataset\'s sample ids (How2Sign files carry <id>_<start>)')
+    p.add_argument('--root', default=None); p.add_argument('--split', default='test')
+    a = p.parse_args(argv)
+    try:
+        samples = load_dataset(a.dataset, a.root, a.split) if a.dataset else None
+        if a.settings_from: st = settings_from(a.settings_from)
+        else:
+            pairs = pair_released(a.spatial_dir, a.motion_dir)[0]
+            if not pairs: raise ValueError(f'no spatial and motion files pair in {a.spatial_dir} and {a.motion_dir}')
+            st = released_settings(*(read_released(f).shape[1] for f in next(iter(pairs.values()))))
+        store = import_released(a.spatial_dir, a.motion_dir, a.out, st, samples)
+    except (OSError, ValueError, KeyError) as e:
+        print(f'spamo import-features: {e}', file=sys.stderr); return 2
+    print(json.dumps(dict(imported=len(store), unpaired=len(store.unpaired), recipe=store.recipe, out=str(store.path))))
+    if store.unpaired: print(f"spamo import-features: {len(store.unpaired)} file(s) not imported, listed in {store.path/'unpaired.json'}", file=sys.stderr)
+    return 1 if store.unpaired else 0

@@ -11,28 +11,30 @@ from torch import nn
 from pathlib import Path
 from fastcore.basics import patch
 from .registry import Registry
-from .spatial import as_frames, resize_crop, normalize, default_batch, resolve_dtype, IMAGENET_MEAN, IMAGENET_STD, seeded
+from .spatial import (as_frames, resize_crop, normalize, default_batch, resolve_dtype, IMAGENET_MEAN, IMAGENET_STD, seeded,
+                           check_recipe, ImageProcessing, image_processing, process_images, last_hidden)
 
 # %% auto #0
 __all__ = ['POOLINGS', 'MOTION', 'clip_windows', 'clip_indices', 'HFVideo', 'videomae_backbone', 'motion_family',
-           'motion_backbone', 'MotionEncoder']
+           'videomae_processing', 'motion_backbone', 'MotionEncoder']
 
 # %% ../nbs/02_motion.ipynb #4bddf839
 def clip_windows(T:int, # frames in the video
                  clip_len:int=16, # frames per clip
                  stride:int=8, # frames between the starts of neighbouring clips
+                 drop_tail:bool=False, # True: no end-aligned last clip (the authors' rule, recipe 'official')
                 ) -> list: # [(start, end)], end exclusive; end - start == clip_len
     "Sliding-window clips over `T` frames; short videos give one padded clip, the last clip ends at the last frame."
     if T < 1: raise ValueError(f'a video needs at least one frame, got T={T}')
     if clip_len < 1 or stride < 1: raise ValueError(f'clip_len and stride must be >= 1, got {clip_len}, {stride}')
     if T <= clip_len: return [(0, clip_len)]
     starts = list(range(0, T - clip_len + 1, stride))
-    if starts[-1] + clip_len < T: starts.append(T - clip_len)
+    if not drop_tail and starts[-1] + clip_len < T: starts.append(T - clip_len)
     return [(s, s + clip_len) for s in starts]
 
-def clip_indices(T:int, clip_len:int=16, stride:int=8) -> torch.Tensor:
+def clip_indices(T:int, clip_len:int=16, stride:int=8, drop_tail:bool=False) -> torch.Tensor:
     "`(N, clip_len)` frame index held by each clip slot; padding repeats the last frame."
-    w = torch.tensor(clip_windows(T, clip_len, stride))
+    w = torch.tensor(clip_windows(T, clip_len, stride, drop_tail))
     return (w[:, :1] + torch.arange(clip_len)).clamp_(max=T - 1)
 
 # %% ../nbs/02_motion.ipynb #597e0784
@@ -40,12 +42,14 @@ POOLINGS = ('first', 'mean')
 
 class HFVideo(nn.Module):
     "A transformers VideoMAE model over clips: (B, clip_len, 3, S, S) normalised frames -> hidden states (B, tokens, d)."
+    pre_norm = False  # True: `hidden_states[-1]`, before the final LayerNorm
     def __init__(self, model:nn.Module, mean=IMAGENET_MEAN, std=IMAGENET_STD):
         super().__init__()
         c = model.config
         self.model, self.clip_len, self.image_size, self.width, self.mean, self.std = model, c.num_frames, c.image_size, c.hidden_size, mean, std
         self.tokens = (c.num_frames // c.tubelet_size) * (c.image_size // c.patch_size) ** 2
-    def forward(self, x:torch.Tensor) -> torch.Tensor: return self.model(pixel_values=x).last_hidden_state
+    def forward(self, x:torch.Tensor) -> torch.Tensor:
+        return last_hidden(self.model, x) if self.pre_norm else self.model(pixel_values=x).last_hidden_state
     def set_attention(self, impl:str): self.model.set_attn_implementation(impl)
 
 # %% ../nbs/02_motion.ipynb #3662a4bc
@@ -66,6 +70,11 @@ def motion_family(model) -> str:
     if not isinstance(model, str) or '/' in model or Path(model).expanduser().is_dir(): return 'videomae'
     raise MOTION.unknown(model)
 
+def videomae_processing(size:int) -> ImageProcessing:
+    "`VideoMAEImageProcessor`'s default steps at `size` (what a model folder without `preprocessor_config.json` gets)."
+    from transformers import VideoMAEImageProcessor
+    return ImageProcessing.from_processor(VideoMAEImageProcessor(size={'shortest_edge': size}, crop_size={'height': size, 'width': size}))
+
 def motion_backbone(model='MCG-NJU/videomae-large', # a `MOTION` name, a transformers id / folder, or a VideoMAEConfig
                     seed:int=0, # seed for random weights
                    ) -> nn.Module:
@@ -75,21 +84,29 @@ def motion_backbone(model='MCG-NJU/videomae-large', # a `MOTION` name, a transfo
 # %% ../nbs/02_motion.ipynb #aeb7184f
 class MotionEncoder(nn.Module):
     "Frozen video encoder over sliding-window clips: frames (T,H,W,3) -> (N, d)."
-    def __init__(self, backbone:nn.Module, stride:int=8, pooling:str='first', name:str='', weights:str|None=None, clip_len:int|None=None):
+    def __init__(self, backbone:nn.Module, stride:int=8, pooling:str='first', name:str='', weights:str|None=None, clip_len:int|None=None,
+                 recipe:str='spamo', # 'official': the authors' features; 'spamo': post-norm, bicubic, end-aligned tail clip
+                 processing:ImageProcessing|None=None): # 'official': the model's image processing (None: VideoMAE's defaults)
         super().__init__()
         if pooling not in POOLINGS: raise ValueError(f'unknown pooling {pooling!r}; known: {POOLINGS}')
         self.backbone, self.stride, self.pooling, self.name, self.weights = backbone.eval().requires_grad_(False), stride, pooling, name, weights
-        b = backbone
+        b, self.recipe, self.processing = backbone, check_recipe(recipe), None
         self.clip_len, self.image_size, self.dim, self.tokens = clip_len or b.clip_len, b.image_size, b.width, b.tokens
         self.mean, self.std = b.mean, b.std
+        if recipe == 'official':
+            if not hasattr(b, 'pre_norm'): raise ValueError(f"motion encoder {name or type(b).__name__!r} has no 'official' recipe; use recipe='spamo'")
+            self.processing = processing or videomae_processing(b.image_size)
+            self.image_size = self.processing.crop[0]
+        if hasattr(b, 'pre_norm'): b.pre_norm = recipe == 'official'
 
     @classmethod
-    def from_name(cls, model='MCG-NJU/videomae-large', stride:int=8, pooling:str='first', seed:int=0):
+    def from_name(cls, model='MCG-NJU/videomae-large', stride:int=8, pooling:str='first', seed:int=0, recipe:str='spamo'):
         "Build from a `MOTION` name, a transformers id / folder, or a `VideoMAEConfig` (random weights)."
         name = model if isinstance(model, str) else type(model).__name__
         hub = isinstance(model, str) and motion_family(model) == 'videomae'
         weights = model if hub else f'random(seed={seed})'
-        return cls(motion_backbone(model, seed), stride, pooling, name, weights)
+        proc = image_processing(model) if check_recipe(recipe) == 'official' and hub else None
+        return cls(motion_backbone(model, seed), stride, pooling, name, weights, recipe=recipe, processing=proc)
 
     @property
     def device(self): return next(self.backbone.parameters()).device
@@ -106,7 +123,7 @@ class MotionEncoder(nn.Module):
 
     def windows(self, T:int) -> list:
         "The `(start, end)` of each clip this encoder reads from `T` frames."
-        return clip_windows(T, self.clip_len, self.stride)
+        return clip_windows(T, self.clip_len, self.stride, drop_tail=self.recipe == 'official')
 
 # %% ../nbs/02_motion.ipynb #b38d2f28
 @patch
@@ -114,10 +131,11 @@ class MotionEncoder(nn.Module):
 def encode(self:MotionEncoder, frames, # uint8 (T, H, W, 3) array or tensor
            batch_size:int|None=None, # clips per forward; default by device and clip size
           ) -> torch.Tensor: # (N, dim) float32 on CPU, N = len(clip_windows(T, clip_len, stride))
-    "Motion features $Z_m$: one pooled VideoMAE feature per sliding-window clip."
-    x = as_frames(frames)
-    y = normalize(resize_crop(x.to(self.device), self.image_size), self.mean, self.std).to(self.dtype)   # (T, 3, S, S), once per frame
-    idx = clip_indices(len(x), self.clip_len, self.stride).to(y.device)
+    "Motion features $Z_m$: one pooled VideoMAE feature per sliding-window clip (`self.windows(T)`)."
+    x = as_frames(frames).to(self.device)
+    y = (process_images(x, self.processing) if self.recipe == 'official'                  # (T, 3, S, S), once per frame
+         else normalize(resize_crop(x, self.image_size), self.mean, self.std)).to(self.dtype)
+    idx = clip_indices(len(x), self.clip_len, self.stride, self.recipe == 'official').to(y.device)
     bs = batch_size or default_batch(self.device, self.tokens)
     out = []
     for i in range(0, len(idx), bs):

@@ -8,16 +8,18 @@ import math
 import numpy as np
 import torch
 import torch.nn.functional as F
+from dataclasses import dataclass
 from pathlib import Path
 from torch import nn
 from fastcore.basics import patch
 from .registry import Registry
 
 # %% auto #0
-__all__ = ['CLIP_MEAN', 'CLIP_STD', 'IMAGENET_MEAN', 'IMAGENET_STD', 'SPATIAL', 'DTYPES', 'as_frames', 'resize_crop', 'normalize',
-           's2_split', 's2_merge', 'OpenClipCLS', 'HFCLS', 'seeded', 'open_clip_backbone', 'hf_backbone',
-           'spatial_family', 'spatial_backbone', 'cpu_has_bf16', 'resolve_dtype', 'default_batch', 'SpatialEncoder',
-           's2_images']
+__all__ = ['CLIP_MEAN', 'CLIP_STD', 'IMAGENET_MEAN', 'IMAGENET_STD', 'RECIPES', 'MODES', 'SPATIAL', 'DTYPES', 'as_frames',
+           'resize_to', 'resize_crop', 'normalize', 'check_recipe', 'ImageProcessing', 'image_processing',
+           'resized_side', 'process_images', 's2_split', 's2_merge', 'last_hidden', 'OpenClipCLS', 'HFCLS', 'seeded',
+           'open_clip_backbone', 'hf_backbone', 'spatial_family', 'spatial_backbone', 'cpu_has_bf16', 'resolve_dtype',
+           'default_batch', 'SpatialEncoder', 's2_images']
 
 # %% ../nbs/01_spatial.ipynb #3665ec61
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -35,6 +37,18 @@ def as_frames(frames) -> torch.Tensor:
     return x.permute(0, 3, 1, 2)
 
 # %% ../nbs/01_spatial.ipynb #ce840ad3
+def resize_to(x:torch.Tensor, # uint8 (B, 3, H, W), or float in [0, 1]
+              hw:tuple, # (height, width) wanted
+              mode:str='bicubic', # 'bicubic' or 'bilinear', antialiased
+             ) -> torch.Tensor: # (B, 3, *hw), same dtype
+    "Resize images, antialiased; uint8 stays uint8 (rounded and clamped, as PIL and torchvision do)."
+    if tuple(hw) == tuple(x.shape[-2:]): return x
+    if x.dtype == torch.uint8 and x.device.type == 'cpu':   # torch's uint8 kernel: PIL's result (+-1), ~10x faster
+        return F.interpolate(x.contiguous(memory_format=torch.channels_last), size=tuple(hw), mode=mode, antialias=True)
+    u8 = x.dtype == torch.uint8
+    y = F.interpolate(x.float() / 255 if u8 else x, size=tuple(hw), mode=mode, align_corners=False, antialias=True).clamp_(0, 1)
+    return y.mul_(255).round_().to(torch.uint8) if u8 else y
+
 def resize_crop(x:torch.Tensor, # uint8 (B, 3, H, W), or float in [0, 1]
                 size:int, # output side
                ) -> torch.Tensor: # (B, 3, size, size), same dtype
@@ -42,13 +56,7 @@ def resize_crop(x:torch.Tensor, # uint8 (B, 3, H, W), or float in [0, 1]
     h, w = x.shape[-2:]
     s = size / min(h, w)
     nh, nw = max(size, round(h * s)), max(size, round(w * s))
-    if (nh, nw) != (h, w):
-        if x.dtype == torch.uint8 and x.device.type == 'cpu':   # torch's uint8 kernel: PIL's result (+-1), ~10x faster
-            x = F.interpolate(x.contiguous(memory_format=torch.channels_last), size=(nh, nw), mode='bicubic', antialias=True)
-        else:
-            u8 = x.dtype == torch.uint8
-            x = F.interpolate(x.float() / 255 if u8 else x, size=(nh, nw), mode='bicubic', align_corners=False, antialias=True).clamp_(0, 1)
-            if u8: x = x.mul_(255).round_().to(torch.uint8)
+    x = resize_to(x, (nh, nw))
     t, l = (nh - size) // 2, (nw - size) // 2
     return x[..., t:t + size, l:l + size]
 
@@ -60,6 +68,73 @@ def normalize(x:torch.Tensor, # uint8 images, or float in [0, 1]
     a = 1 / (k * torch.tensor(std, device=x.device))[:, None, None]
     b = -(torch.tensor(mean, device=x.device) / torch.tensor(std, device=x.device))[:, None, None]
     return torch.addcmul(b, x.float(), a)
+
+# %% ../nbs/01_spatial.ipynb #r1c1pe02
+RECIPES = ('official', 'spamo')  # 'official': the authors' released features; 'spamo': this package's first reading
+
+def check_recipe(recipe:str) -> str:
+    "`recipe` when it is a known feature recipe, else a ValueError listing them."
+    if recipe not in RECIPES: raise ValueError(f"unknown feature recipe {recipe!r}; known: {', '.join(map(repr, RECIPES))}")
+    return recipe
+
+@dataclass(frozen=True)
+class ImageProcessing:
+    "The steps of a transformers image processor: resize, center-crop, rescale, normalise."
+    size:int|tuple=224  # an int: the shorter side after resizing; (h, w): resize to exactly that
+    crop:tuple=(224, 224)  # (height, width) of the center crop
+    mode:str='bicubic'  # interpolation of the resize: 'bicubic' or 'bilinear' (antialiased)
+    mean:tuple=CLIP_MEAN
+    std:tuple=CLIP_STD
+    scale:float=1 / 255  # rescale factor
+    resize:bool=True
+    center_crop:bool=True
+    rescale:bool=True
+    normalize:bool=True
+
+# %% ../nbs/01_spatial.ipynb #r1c1pe03
+MODES = {2: 'bilinear', 3: 'bicubic'}  # PIL resample codes that processors store
+
+def _get(d, k): return d.get(k) if isinstance(d, dict) else getattr(d, k, None)
+
+@patch(cls_method=True)
+def from_processor(cls:ImageProcessing, p) -> ImageProcessing:
+    "The steps of a transformers image processor object (`CLIPImageProcessor`, `VideoMAEImageProcessor`, ...)."
+    r = int(getattr(p.resample, 'value', p.resample))
+    if r not in MODES: raise ValueError(f'image processor resample {p.resample!r} not supported; known: {MODES}')
+    size = _get(p.size, 'shortest_edge') or (_get(p.size, 'height'), _get(p.size, 'width'))
+    return cls(size, (_get(p.crop_size, 'height'), _get(p.crop_size, 'width')), MODES[r], tuple(p.image_mean),
+               tuple(p.image_std), p.rescale_factor, p.do_resize, p.do_center_crop, p.do_rescale, p.do_normalize)
+
+def image_processing(model, # a transformers hub id or a folder written by `save_pretrained`
+                     default:ImageProcessing|None=None, # used when `model` is a folder without a processor config
+                    ) -> ImageProcessing|None:
+    "The image processing saved with a model (`preprocessor_config.json`), else `default`."
+    if not isinstance(model, str): return default
+    d = Path(model).expanduser()
+    if d.is_dir() and not (d/'preprocessor_config.json').exists(): return default
+    if not d.is_dir() and '/' not in model: return default       # a registered or open_clip name
+    from transformers import AutoImageProcessor
+    return ImageProcessing.from_processor(AutoImageProcessor.from_pretrained(model))
+
+# %% ../nbs/01_spatial.ipynb #r1c1pe04
+def resized_side(hw:tuple, short:int) -> tuple:
+    "(H, W) with the shorter side `short` and the longer one scaled and truncated, as transformers computes it."
+    h, w = hw
+    return (int(short * h / w), short) if w <= h else (short, int(short * w / h))
+
+def process_images(x:torch.Tensor, # uint8 (B, 3, H, W) frames
+                   p:ImageProcessing) -> torch.Tensor: # float32 (B, 3, *p.crop)
+    "Frames through an image processor's steps, in torch on their device."
+    if p.resize: x = resize_to(x, resized_side(x.shape[-2:], p.size) if isinstance(p.size, int) else p.size, p.mode)
+    if p.center_crop:
+        (H, W), (ch, cw) = x.shape[-2:], p.crop
+        if ch > H or cw > W: raise ValueError(f'center crop {p.crop} is larger than the resized frame {(H, W)}')
+        t, l = int((H - ch) / 2), int((W - cw) / 2)
+        x = x[..., t:t + ch, l:l + cw]
+    x = x.float() * (p.scale if p.rescale else 1.0)
+    if not p.normalize: return x
+    mean, std = (torch.tensor(v, device=x.device)[:, None, None] for v in (p.mean, p.std))
+    return (x - mean) / std
 
 # %% ../nbs/01_spatial.ipynb #f075ffe4
 def s2_split(x:torch.Tensor, # (B, 3, s*size, s*size)
@@ -79,8 +154,20 @@ def s2_merge(feats:list, # per scale, (B*s*s, d) features in `s2_split` order
     return torch.cat([f.reshape(-1, s * s, f.shape[-1]).mean(1) for f, s in zip(feats, scales)], -1)
 
 # %% ../nbs/01_spatial.ipynb #cb21da8e
+def last_hidden(model:nn.Module, x:torch.Tensor) -> torch.Tensor:
+    "`hidden_states[-1]` of a transformers vision model on `x` (the last layer's output, before any final norm)."
+    enc = getattr(getattr(model, 'vision_model', model), 'encoder', None)
+    layers = getattr(enc, 'layers', None) or getattr(enc, 'layer', None)
+    if layers is None: return model(pixel_values=x, output_hidden_states=True).hidden_states[-1]
+    got = []
+    hook = layers[-1].register_forward_hook(lambda m, i, o: got.append(o[0] if isinstance(o, tuple) else o))
+    try: model(pixel_values=x)
+    finally: hook.remove()
+    return got[-1]
+
 class OpenClipCLS(nn.Module):
-    "An open_clip vision tower returning the normalised CLS token (before `proj`)."
+    "An open_clip vision tower returning the CLS token (before `proj`), after `ln_post` or (`pre_norm`) before it."
+    pre_norm = False
     def __init__(self, visual:nn.Module):
         super().__init__()
         self.visual = visual
@@ -91,12 +178,13 @@ class OpenClipCLS(nn.Module):
         self.patch = visual.patch_size[0]
     def forward(self, x:torch.Tensor) -> torch.Tensor:
         v = self.visual
-        pooled, _ = v._pool(v.transformer(v._embeds(x)))
-        return pooled
+        h = v.transformer(v._embeds(x))
+        return h[:, 0] if self.pre_norm else v._pool(h)[0]
 
 # %% ../nbs/01_spatial.ipynb #eeeeb9b5
 class HFCLS(nn.Module):
-    "A transformers image backbone (CLIP vision, DINOv2) returning its `pooler_output` (the normalised CLS token)."
+    "A transformers image backbone (CLIP vision, DINOv2) returning `pooler_output`, or (`pre_norm`) `hidden_states[-1][:, 0]`."
+    pre_norm = False
     def __init__(self, model:nn.Module, image_size:int|None=None, mean=None, std=None):
         super().__init__()
         c = model.config
@@ -105,7 +193,7 @@ class HFCLS(nn.Module):
         self.image_size = image_size or (c.image_size if 'clip' in c.model_type else 224)
         self.mean, self.std = mean or (CLIP_MEAN if clip else IMAGENET_MEAN), std or (CLIP_STD if clip else IMAGENET_STD)
     def forward(self, x:torch.Tensor) -> torch.Tensor:
-        return self.model(pixel_values=x).pooler_output
+        return last_hidden(self.model, x)[:, 0] if self.pre_norm else self.model(pixel_values=x).pooler_output
 
 # %% ../nbs/01_spatial.ipynb #0f78f986
 def seeded(build, seed:int):
@@ -179,22 +267,33 @@ def default_batch(device, # where the encoder runs
 # %% ../nbs/01_spatial.ipynb #98b675e1
 class SpatialEncoder(nn.Module):
     "Frozen per-frame image encoder with parameter-free S2 multi-scale features: frames (T,H,W,3) -> (T, len(scales)*d)."
-    def __init__(self, backbone:nn.Module, scales=(1, 2), name:str='', weights:str|None=None, image_size:int|None=None):
+    def __init__(self, backbone:nn.Module, scales=(1, 2), name:str='', weights:str|None=None, image_size:int|None=None,
+                 recipe:str='spamo', # 'official': the authors' features; 'spamo': post-norm CLS, S2 from the source frame
+                 processing:ImageProcessing|None=None): # 'official': the model's image processing (None: CLIP's, sized to the model)
         super().__init__()
         self.backbone, self.scales, self.name, self.weights = backbone.eval().requires_grad_(False), tuple(scales), name, weights
+        self.recipe, self.processing = check_recipe(recipe), None
+        if recipe == 'official':
+            if not hasattr(backbone, 'pre_norm'): raise ValueError(f"spatial encoder {name or type(backbone).__name__!r} has no "
+                                                                  "'official' recipe (no pre-norm CLS token); use recipe='spamo'")
+            S = image_size or backbone.image_size
+            self.processing = processing or ImageProcessing(S, (S, S), 'bicubic', tuple(backbone.mean), tuple(backbone.std))
+            image_size = self.processing.crop[0]
+        if hasattr(backbone, 'pre_norm'): backbone.pre_norm = recipe == 'official'
         self.image_size = image_size or backbone.image_size
         self.width, self.dim = backbone.width, backbone.width * len(self.scales)
         self.tokens = (self.image_size // backbone.patch) ** 2 + 1      # tokens per image, for the default batch
 
     @classmethod
-    def from_name(cls, model='ViT-L-14', pretrained:str|None='openai', scales=(1, 2), seed:int=0, image_size=None):
+    def from_name(cls, model='ViT-L-14', pretrained:str|None='openai', scales=(1, 2), seed:int=0, image_size=None, recipe:str='spamo'):
         "Build from a `SPATIAL` name, an open_clip name (+ weights tag), or a transformers id / folder / config."
         fam = spatial_family(model)
         if fam not in ('open_clip', 'transformers'): pretrained = None   # registered names: random weights, seeded
         name = model if isinstance(model, str) else type(model).__name__
         hub = fam == 'transformers' and isinstance(model, str)
         weights = model if hub else (pretrained or f'random(seed={seed})')
-        return cls(spatial_backbone(model, pretrained, seed), scales, name, weights, image_size)
+        proc = image_processing(model) if check_recipe(recipe) == 'official' and hub else None
+        return cls(spatial_backbone(model, pretrained, seed), scales, name, weights, image_size, recipe, proc)
 
     @property
     def device(self): return next(self.backbone.parameters()).device
@@ -212,7 +311,9 @@ def s2_images(enc:SpatialEncoder, x:torch.Tensor, # uint8 (B, 3, H, W) frames
     "Every S2 crop of the frames `x`, built on the encoder's device in its dtype."
     x = x.to(enc.device, non_blocking=True)
     bb, size = enc.backbone, enc.image_size
-    return [s2_split(normalize(resize_crop(x, size * s), bb.mean, bb.std), s).to(enc.dtype) for s in enc.scales]
+    if enc.recipe == 'spamo': return [s2_split(normalize(resize_crop(x, size * s), bb.mean, bb.std), s).to(enc.dtype) for s in enc.scales]
+    y = process_images(x, enc.processing)     # 'official': the processed crop, upsampled (bicubic, float32) for s > 1
+    return [s2_split(y if s == 1 else F.interpolate(y, size=(size * s, size * s), mode='bicubic'), s).to(enc.dtype) for s in enc.scales]
 
 @patch
 @torch.inference_mode()

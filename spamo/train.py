@@ -10,7 +10,7 @@ import numpy as np, torch
 from tqdm.auto import tqdm
 from .data import load_dataset
 from .spatial import resolve_dtype
-from .features import FeatureStore
+from .features import FeatureStore, recipe_of
 from .model import (RunConfig, TrainConfig, FeatureData, build_model, config_from_params, load_checkpoint, prompt_examples,
                          save_checkpoint, set_rng_state, translate_data)
 from .llm import check_vocabulary
@@ -93,6 +93,9 @@ def _setup(cfg: RunConfig, acc):
     "Data, model, optimizer and schedule of a run."
     d, t = cfg.data, cfg.train
     store = FeatureStore(d.features)
+    ran = Path(t.run_dir) / 'features.json'   # a run trained on one recipe's features must not continue on another's
+    if ran.exists() and (was := recipe_of(json.loads(ran.read_text()))) != store.recipe:
+        raise ValueError(f"{t.run_dir} was trained on {was!r} features, but {d.features} holds {store.recipe!r} features; use a store of its recipe or another run_dir")
     train_data = FeatureData(load_dataset(d.dataset, d.data_root, d.train_split), store)
     dev = load_dataset(d.dataset, d.data_root, d.dev_split)
     dev_data = FeatureData(dev[:d.max_dev] if d.max_dev else dev, store)

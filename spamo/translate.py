@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from .data import IMAGE_EXTS, LANGUAGES, VideoError, frame_files, load_dataset, read_video, load_decord
-from .spatial import SpatialEncoder, as_frames, resize_crop
+from .spatial import SpatialEncoder, as_frames, resize_crop, check_recipe
 from .motion import MotionEncoder
-from .features import FeatureStore, store_settings
+from .features import FeatureStore, store_settings, recipe_of, setting
 from .adapter import collate_features
 from fastcore.basics import patch
 from types import SimpleNamespace
@@ -24,7 +24,7 @@ __all__ = ['ENCODER_KEYS', 'DATASET_LANGUAGE', 'VIDEO_ERRORS', 'encoders_from_se
 
 # %% ../nbs/07a_translate.ipynb #815cd6ad
 ENCODER_KEYS = ('spatial', 'spatial_weights', 'scales', 'spatial_dim', 'motion', 'motion_weights', 'clip_len',
-                'stride', 'pooling', 'motion_dim')  # the settings that define the encoders (not storage or decoding)
+                'stride', 'pooling', 'motion_dim', 'recipe')  # the settings that define the encoders (not storage or decoding)
 
 def _seed(weights) -> int|None:
     "N for random weights recorded as 'random(seed=N)', else None."
@@ -32,17 +32,20 @@ def _seed(weights) -> int|None:
     return int(m[1]) if m else None
 
 def encoders_from_settings(settings:dict, # a feature store's settings (a run's features.json)
+                           recipe:str|None=None, # the recipe asked for; another than the stored one raises ValueError
                           ) -> tuple[SpatialEncoder, MotionEncoder]:
     "Rebuild the SE and ME that made a feature store; a rebuilt encoder whose settings differ raises ValueError."
-    s = settings
+    s, want = settings, recipe_of(settings)
+    if recipe is not None and check_recipe(recipe) != want:
+        raise ValueError(f"these features were made with recipe {want!r}; a run trained on them cannot read {recipe!r} features")
     ss, ms = _seed(s['spatial_weights']), _seed(s['motion_weights'])
     try:
-        se = SpatialEncoder.from_name(s['spatial'], None if ss is not None else s['spatial_weights'], tuple(s['scales']), seed=ss or 0)
-        me = MotionEncoder.from_name(s['motion'], s['stride'], s['pooling'], seed=ms or 0)
+        se = SpatialEncoder.from_name(s['spatial'], None if ss is not None else s['spatial_weights'], tuple(s['scales']), seed=ss or 0, recipe=want)
+        me = MotionEncoder.from_name(s['motion'], s['stride'], s['pooling'], seed=ms or 0, recipe=want)
     except ValueError as e: raise ValueError(f"cannot rebuild the encoders of these features ({e})") from e
     got = store_settings(se, me)
-    bad = [k for k in ENCODER_KEYS if got[k] != s.get(k)]
-    if bad: raise ValueError('rebuilt encoders differ from the stored settings: ' + ', '.join(f'{k} {got[k]!r} != {s.get(k)!r}' for k in bad))
+    bad = [k for k in ENCODER_KEYS if got[k] != setting(s, k)]
+    if bad: raise ValueError('rebuilt encoders differ from the stored settings: ' + ', '.join(f'{k} {got[k]!r} != {setting(s, k)!r}' for k in bad))
     return se, me
 
 # %% ../nbs/07a_translate.ipynb #237a90d6

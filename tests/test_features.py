@@ -64,7 +64,7 @@ def test_videomae_large_shape():
 
 def _cli(manifest, out):
     code = ('import sys; from spamo.features import extract_cli; sys.exit(extract_cli(['
-            f"'--dataset', 'manifest', '--root', {str(manifest)!r}, '--out', {str(out)!r}, '--spatial', 'tiny', '--motion', 'tiny', '--no-progress']))")
+            f"'--dataset', 'manifest', '--root', {str(manifest)!r}, '--out', {str(out)!r}, '--spatial', 'tiny', '--motion', 'tiny', '--recipe', 'spamo', '--no-progress']))")
     return [sys.executable, '-c', code]
 
 def test_kill_and_resume(tmp_path):
