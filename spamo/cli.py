@@ -17,6 +17,8 @@ COMMANDS = {  # command -> (module, function, one-line help)
     'train':     ('spamo.train',     'train_cli',     'train SpaMo on extracted features (same job as nbs/06_train.ipynb)'),
     'evaluate':  ('spamo.evaluate',  'evaluate_cli',  'score a hypothesis file against a reference file (BLEU, ROUGE-L, chrF)'),
     'translate': ('spamo.translate', 'translate_cli', 'translate raw videos with a trained run'),
+    'import-features': ('spamo.features', 'import_features_cli', "import the SpaMo authors' released .npy features into a feature store"),
+    'translations': ('spamo.translations', 'translations_cli', 'write the side file of example translations for the prompt'),
     'import-checkpoint': ('spamo.release', 'import_checkpoint_cli', "turn the authors' spamo.ckpt into a run directory (nothing in it runs)"),
 }
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from .data import IMAGE_EXTS, LANGUAGES, VideoError, frame_files, load_dataset, read_video, load_decord
-from .spatial import SpatialEncoder, as_frames, resize_crop, check_recipe
+from .spatial import SpatialEncoder, as_frames, resize_crop, resize_to, resized_side, check_recipe
 from .motion import MotionEncoder
 from .features import FeatureStore, store_settings, recipe_of, setting
 from .adapter import collate_features
@@ -19,8 +19,9 @@ from types import SimpleNamespace
 from .model import RunConfig, build_model, load_checkpoint, load_run, prompt_examples
 
 # %% auto #0
-__all__ = ['ENCODER_KEYS', 'DATASET_LANGUAGE', 'VIDEO_ERRORS', 'encoders_from_settings', 'probe', 'decode_size', 'video_features',
-           'run_examples', 'run_language', 'Translation', 'Translator', 'translate_cli', 'translate_widget']
+__all__ = ['ENCODER_KEYS', 'DATASET_LANGUAGE', 'VIDEO_ERRORS', 'encoders_from_settings', 'probe', 'decode_size', 'motion_frames',
+           'video_features', 'run_examples', 'run_language', 'Translation', 'Translator', 'translate_cli',
+           'translate_widget']
 
 # %% ../nbs/07a_translate.ipynb #815cd6ad
 ENCODER_KEYS = ('spatial', 'spatial_weights', 'scales', 'spatial_dim', 'motion', 'motion_weights', 'clip_len',
@@ -80,6 +81,15 @@ def decode_size(hw:tuple, # (H, W) of the source frames
     return max(2, round(h * s / 2) * 2), max(2, round(w * s / 2) * 2)
 
 # %% ../nbs/07a_translate.ipynb #0005f177
+def motion_frames(motion:MotionEncoder, x:torch.Tensor) -> torch.Tensor:
+    "uint8 frames (T, 3, S, S) shrunk for the motion encoder as its own preprocessing does (the official recipe: its processor's resize and crop)."
+    p = motion.processing if motion.recipe == 'official' else None
+    if p is None or not p.resize: return resize_crop(x, motion.image_size)
+    x = resize_to(x, resized_side(x.shape[-2:], p.size) if isinstance(p.size, int) else p.size, p.mode)
+    (H, W), (ch, cw) = x.shape[-2:], p.crop
+    t, l = int((H - ch) / 2), int((W - cw) / 2)
+    return x[..., t:t + ch, l:l + cw]
+
 def video_features(path, # video file, frame folder or glob of images
                    spatial:SpatialEncoder, motion:MotionEncoder, # the run's encoders
                    size=None, # decode at this (H, W) (an int: a square); None: shorter side `side`
@@ -99,7 +109,7 @@ def video_features(path, # video file, frame folder or glob of images
         for i in range(0, n, step):
             t0 = time.perf_counter(); x = read_video(path, i / fps, min(n, i + step) / fps, every, size, fps=fps)[0]
             t1 = time.perf_counter(); zs.append(spatial.encode(x))
-            t2 = time.perf_counter(); small.append(resize_crop(as_frames(x), motion.image_size))
+            t2 = time.perf_counter(); small.append(motion_frames(motion, as_frames(x)))
             sec['decode'] += t1 - t0; sec['spatial'] += t2 - t1; sec['motion'] += time.perf_counter() - t2; bar.update(min(step, n - i))
     t0, small = time.perf_counter(), torch.cat(small).permute(0, 2, 3, 1)
     zm = motion.encode(small); sec['motion'] += time.perf_counter() - t0
@@ -147,9 +157,10 @@ class Translator:
                  device='cpu', language:str|None=None, # output language (default: the run's)
                  num_beams:int|None=None, max_new_tokens:int|None=None, # beam search (default: the run's)
                  batch_size:int=8, # videos per adapter + LLM batch
-                 chunk:int=64, progress:bool=True): # decoded frames per chunk; progress bars
+                 chunk:int=64, progress:bool=True, # decoded frames per chunk; progress bars
+                 recipe:str|None=None): # the feature recipe asked for (None: the run's; another raises ValueError)
         self.model, self.cfg, self.settings, self.device = model.eval(), cfg, settings, torch.device(device)
-        self.spatial, self.motion = encoders_from_settings(settings)
+        self.spatial, self.motion = encoders_from_settings(settings, recipe)
         self.spatial.prepare(self.device, settings['precision']); self.motion.prepare(self.device, settings['precision'])
         self.language = language or run_language(cfg)
         if self.language not in LANGUAGES: raise ValueError(f'unknown language {self.language!r}; known: {", ".join(LANGUAGES)}')
@@ -157,7 +168,8 @@ class Translator:
         self.batch_size, self.chunk, self.progress = batch_size, chunk, progress
         # decoding: as the store was made (size, every), else shorter side = the largest input an encoder reads
         self.size, self.every = settings.get('size'), settings.get('every') or 1
-        self.side = max(self.spatial.image_size * max(self.spatial.scales), self.motion.image_size)
+        official = self.spatial.recipe == 'official'   # the official S2 upsamples the processed crop: no larger frames needed
+        self.side = max(self.spatial.image_size * (1 if official else max(self.spatial.scales)), self.motion.image_size)
         self.examples = run_examples(cfg)   # the prompt's in-context examples, from the run's training split, as in evaluation
 
     def features(self, path, progress:bool|None=None) -> dict:
@@ -239,10 +251,11 @@ def translate_cli(argv:list[str]|None=None) -> int:
     p.add_argument('--beams', type=int, default=None, help="beam width (default: the run's, 5 in the paper)")
     p.add_argument('--language', default=None, help="output language code (default: the run's data)")
     p.add_argument('--batch-size', type=int, default=8); p.add_argument('--json', action='store_true', help='print a JSON list')
+    p.add_argument('--recipe', default=None, choices=['official', 'spamo'], help="feature recipe expected (default: the run's; another is refused)")
     p.add_argument('--no-progress', action='store_true')
     a = p.parse_args(argv)
     try: tr = Translator.from_run(a.run, a.checkpoint, a.device, language=a.language, num_beams=a.beams,
-                                  batch_size=a.batch_size, progress=not a.no_progress)
+                                  batch_size=a.batch_size, progress=not a.no_progress, recipe=a.recipe)
     except (OSError, ValueError, KeyError) as e: print(f'spamo translate: {e}', file=sys.stderr); return 2
     res = tr(a.videos)
     for r in res: _print(r, a.json)
