@@ -11,7 +11,7 @@ from spamo.data import load_dataset, read_sample
 from spamo.features import FeatureStore, extract
 from spamo.model import config_from_params, load_run
 from spamo.train import train
-from spamo.testing import smoke_run, toy_manifest
+from spamo.testing import tiny_llm, toy_manifest
 
 torch.set_num_threads(1)
 
@@ -54,7 +54,7 @@ def test_new_encoder_and_connector_extract_and_train(registered, tmp_path):
     direct = SpatialEncoder.from_name('pooled-colour').encode(read_sample(samples[1])[0])
     assert torch.allclose(store[samples[1].id]['spatial'], direct, atol=2e-3)          # float16 storage
     cfg = config_from_params(dataset='manifest', data_root=str(tmp_path / 'toy' / 'manifest.csv'), features=str(store.path),
-                             dev_split='train', llm=str(smoke_run().parent / 'llm'), llm_dtype='fp32', precision='fp32',
+                             dev_split='train', llm=str(tiny_llm([s.text for s in samples], tmp_path / 'llm', steps=1)), llm_dtype='fp32', precision='fp32',
                              connector='gated', adapter_hidden=16, num_examples=0, run_dir=str(tmp_path / 'run'),
                              vt_warmup_steps=0, max_steps=1, batch_size=2, lr_warmup_steps=1, eval_every=1, save_every=1,
                              num_beams=1, max_new_tokens=4)
