@@ -101,3 +101,20 @@ def test_targets_the_tokenizer_cannot_spell_are_refused(tmp_path):
     tok = train_tokenizer(TOY_SENTENCES + zh); both = tmp_path / 'both'
     tiny_t5(tok, d_model=32).save_pretrained(both); tok.save_pretrained(both)
     assert train(run(both, 'r2'), progress=False)['steps'] == 1
+
+
+class Payload:
+    def __init__(self, marker): self.marker = marker
+    def __reduce__(self): import os; return (os.system, (f'touch {self.marker}',))
+
+
+def test_an_info_file_whose_pickle_would_run_code_is_refused(tmp_path):
+    import numpy as np, pickle
+    marker = tmp_path / 'it-ran'
+    np.save(tmp_path / 'train_info_ml.npy', np.array({'prefix': '', 0: {'fileid': 'a', 'text': 'x', 'en_text': Payload(marker)}}, dtype=object),
+            allow_pickle=True)
+    with pytest.raises(pickle.UnpicklingError, match='refused .*system'): read_info_ml(tmp_path / 'train_info_ml.npy')
+    assert not marker.exists()
+    from spamo.translations import translations_cli
+    assert translations_cli(['--from-info', str(tmp_path / 'train_info_ml.npy'), '--out', str(tmp_path / 't.jsonl')]) == 2
+    assert not marker.exists() and not (tmp_path / 't.jsonl').exists()
