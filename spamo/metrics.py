@@ -13,7 +13,8 @@ from sacrebleu.metrics import BLEU, CHRF
 __all__ = ['PROTOCOLS', 'BLEURT_HELP', 'SCORE_ROWS', 'EvalSettings', 'settings_for', 'normalize', 'corpus_bleu', 'rouge_tokens',
            'lcs_length', 'rouge_l', 'corpus_rouge_l', 'porter_stem', 'rouge_score_tokens', 'corpus_chrf',
            'BleurtUnavailable', 'bleurt_score', 'score_corpus', 'evaluate_predictions', 'format_metrics',
-           'score_protocols', 'dedup_sort', 'gather_predictions', 'sentence_scores', 'worst_best', 'read_lines']
+           'score_protocols', 'protocol_table', 'dedup_sort', 'gather_predictions', 'sentence_scores', 'worst_best',
+           'read_lines']
 
 # %% ../nbs/05b_metrics.ipynb #3eff7c27
 @dataclass(frozen=True)
@@ -248,11 +249,14 @@ def score_protocols(hyps:list[str], refs:list[str], language:str='de',
                     **overrides,                   # EvalSettings fields applied on top of every protocol
                    ) -> 'pd.DataFrame':
     "A table of scores (rows) under each protocol (columns), with the settings that differ below them."
+    return protocol_table({p: score_corpus(hyps, refs, settings_for(language, p, **overrides)) for p in (protocols or list(PROTOCOLS))})
+
+def protocol_table(metrics:dict) -> 'pd.DataFrame':
+    "{protocol: metrics} (as `score_corpus` returns them) as a table: scores and settings (rows) by protocol (columns)."
     import pandas as pd
-    ms = {p: score_corpus(hyps, refs, settings_for(language, p, **overrides)) for p in (protocols or list(PROTOCOLS))}
-    rows = {k: {p: m[k] for p, m in ms.items()} for k in SCORE_ROWS}
+    rows = {k: {p: m[k] for p, m in metrics.items()} for k in SCORE_ROWS}
     for k in ('tokenize', 'lowercase', 'ref_period', 'rouge_tokens', 'rouge_beta'):
-        rows[k] = {p: m['settings'][k] for p, m in ms.items()}
+        rows[k] = {p: m['settings'][k] for p, m in metrics.items()}
     return pd.DataFrame.from_dict(rows, orient='index')
 
 # %% ../nbs/05b_metrics.ipynb #9124967e
