@@ -29,6 +29,7 @@ class EvalSettings:
     ref_period: bool = False     # append '.' to every reference that does not end in one (SpaMo's PHOENIX14T targets)
     protocol: str = 'slt'        # the named protocol these settings start from (`PROTOCOLS`)
 
+# %% ../nbs/05b_metrics.ipynb #c41e0a0a
 PROTOCOLS = {  # name -> {'*': settings for every language, language: settings on top of them}
     'slt': {'*': {}, 'zh': dict(tokenize='zh', rouge_tokens='chars'), 'ja': dict(tokenize='char', rouge_tokens='chars')},
     'spamo-official': {'*': dict(tokenize='13a', lowercase=True, rouge_tokens='rouge_score', rouge_beta=1.0),
@@ -128,6 +129,7 @@ def _rules(w:str, rules, cond) -> str:
         if w.endswith(suf): return w[:-len(suf)] + rep if cond(w[:-len(suf)]) else w
     return w
 
+# %% ../nbs/05b_metrics.ipynb #c41e0a0c
 def _step1(w:str) -> str:
     if w.endswith('ies') and len(w) == 4: w = w[:-1]
     else: w = _rules(w, [('sses', 'ss'), ('ies', 'i'), ('ss', 'ss'), ('s', '')], lambda s: True)
