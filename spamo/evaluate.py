@@ -9,38 +9,49 @@ from pathlib import Path
 from .data import load_dataset
 from .features import FeatureStore
 from .model import FeatureData, load_run, prompt_examples, translate_data
-from .metrics import corpus_bleu, corpus_rouge_l, evaluate_predictions, gather_predictions, read_lines, settings_for, worst_best
+from .metrics import (PROTOCOLS, corpus_bleu, corpus_rouge_l, evaluate_predictions, gather_predictions, protocol_table, read_lines,
+                           score_corpus, settings_for, worst_best)
 
 # %% auto #0
 __all__ = ['PUBLISHED', 'REPRODUCE', 'evaluate_cli', 'evaluate_run', 'read_scores_txt', 'reproduce_published']
 
 # %% ../nbs/07_evaluate.ipynb #dba63532
-def evaluate_cli(argv:list[str]|None=None) -> int:
-    "`spamo evaluate HYP REF [--language de|en|zh] [--tokenize ...] [--lowercase] [--json]`; returns an exit status."
+def _evaluate_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='spamo evaluate', description='Score a hypothesis file against a reference file (one sentence per line).')
     p.add_argument('hyp', help='hypotheses, one per line'); p.add_argument('ref', help='references, same number of lines')
     p.add_argument('--language', default='de', help='target language (ISO 639-1); picks default settings: de|en -> 13a, zh -> zh')
-    p.add_argument('--tokenize', choices=['13a', 'zh', 'none', 'intl', 'char'], help='sacreBLEU tokenizer (default: per language)')
+    p.add_argument('--protocol', default='slt', choices=list(PROTOCOLS), help="scoring protocol (default slt; spamo-official: the authors' code)")
+    p.add_argument('--all-protocols', action='store_true', help='score under every protocol and print them side by side')
+    p.add_argument('--tokenize', choices=['13a', 'zh', 'none', 'intl', 'char'], help='sacreBLEU tokenizer (default: per protocol and language)')
     p.add_argument('--lowercase', action='store_true', default=None, help='lowercase both sides before scoring')
     p.add_argument('--punct', choices=['keep', 'final', 'remove'], help='punctuation handling (default: keep)')
-    p.add_argument('--rouge-tokens', choices=['words', 'chars', 'coco'], help='ROUGE-L tokens (default: words; chars for zh/ja)')
-    p.add_argument('--rouge-beta', type=float, help='ROUGE-L F-measure beta (default 1.2 as pycocoevalcap; 1 for F1)')
-    p.add_argument('--bleurt', action='store_true', help='also score BLEURT (needs the bleurt package and checkpoint)')
-    p.add_argument('--bleurt-checkpoint', help='BLEURT-20 checkpoint folder (or $BLEURT_CHECKPOINT)')
+    p.add_argument('--ref-period', action='store_true', default=None, help="append '.' to references that lack one")
+    p.add_argument('--rouge-tokens', choices=['words', 'chars', 'coco', 'rouge_score'], help='ROUGE-L tokens (default: per protocol and language)')
+    p.add_argument('--rouge-beta', type=float, help='ROUGE-L F-measure beta (slt: 1.2 as pycocoevalcap; spamo-official: 1, F1)')
+    p.add_argument('--bleurt', action='store_true', help='also score BLEURT-20 (PyTorch; needs the checkpoint)')
+    p.add_argument('--bleurt-checkpoint', help='BLEURT hub name or folder (or $BLEURT_CHECKPOINT; default lucadiliello/BLEURT-20)')
+    p.add_argument('--bleurt-device', help='device for BLEURT (default: CUDA when available)')
     p.add_argument('--out', help='run folder to write predictions.tsv and metrics.json into')
     p.add_argument('--json', action='store_true', help='print the metrics as JSON')
-    a = p.parse_args(argv)
+    return p
+
+# %% ../nbs/07_evaluate.ipynb #c41e0b02
+def evaluate_cli(argv:list[str]|None=None) -> int:
+    "`spamo evaluate HYP REF [--language de|en|zh] [--protocol slt|spamo-official] [--all-protocols] [--json] ...`; returns an exit status."
+    a = _evaluate_parser().parse_args(argv)
     try: hyps, refs = read_lines(a.hyp), read_lines(a.ref)
     except (OSError, UnicodeDecodeError) as e:
         print(f'spamo evaluate: cannot read {getattr(e, "filename", None) or e}: {e}', file=sys.stderr); return 2
     if len(hyps) != len(refs):
         print(f'spamo evaluate: line counts differ: {a.hyp} has {len(hyps)} lines, {a.ref} has {len(refs)} lines', file=sys.stderr); return 1
-    try:
-        m = evaluate_predictions(list(range(1, len(hyps) + 1)), hyps, refs, a.language, run_dir=a.out, verbose=not a.json,
-                                 bleurt=a.bleurt, bleurt_checkpoint=a.bleurt_checkpoint, tokenize=a.tokenize, lowercase=a.lowercase,
-                                 punct=a.punct, rouge_tokens=a.rouge_tokens, rouge_beta=a.rouge_beta)
+    kw = dict(bleurt=a.bleurt, bleurt_checkpoint=a.bleurt_checkpoint, bleurt_device=a.bleurt_device, tokenize=a.tokenize, lowercase=a.lowercase,
+              punct=a.punct, ref_period=a.ref_period, rouge_tokens=a.rouge_tokens, rouge_beta=a.rouge_beta)
+    ids, names = list(range(1, len(hyps) + 1)), list(PROTOCOLS) if a.all_protocols else [a.protocol]
+    try: ms = {n: evaluate_predictions(ids, hyps, refs, a.language, run_dir=(Path(a.out) / n if a.all_protocols else a.out) if a.out else None,
+                                       verbose=not (a.json or a.all_protocols), protocol=n, **kw) for n in names}
     except ValueError as e: print(f'spamo evaluate: {e}', file=sys.stderr); return 2
-    if a.json: print(json.dumps(m, indent=2, ensure_ascii=False))
+    if a.json: print(json.dumps(ms if a.all_protocols else ms[a.protocol], indent=2, ensure_ascii=False))
+    elif a.all_protocols: print(protocol_table(ms).to_string(float_format=lambda x: f'{x:.2f}'))
     return 0
 
 # %% ../nbs/07_evaluate.ipynb #7117602c
@@ -96,5 +107,6 @@ def reproduce_published(root:str|Path) -> 'pd.DataFrame':
                 row['bleu4_zh'] = corpus_bleu(h, r, settings_for('zh'))[0]['bleu4']
                 lib = sysdir / 'sacrebleu_library_scores.txt'
                 row['bleu4_zh_pub'] = read_scores_txt(lib)['sacre_bleu4'] if lib.exists() else float('nan')
-            rows.append(row)
+            off = score_corpus(h, r, settings_for(lang, 'spamo-official'))  # the authors' scoring, for comparison
+            rows.append(dict(row, bleu4_official=off['bleu4'], rouge_l_official=off['rouge_l']))
     return pd.DataFrame(rows)

@@ -139,3 +139,108 @@ def test_worst_best_table():
     t = worst_best(ids, hyps, refs, 'de', k=1)
     assert list(t.columns) == ['group', 'rank', 'id', 'sentence_bleu', 'hypothesis', 'reference']
     assert t.id.tolist() == ['y', 'x'] and t.sentence_bleu.tolist()[1] == pytest.approx(100)
+
+
+# --- Scoring protocols -------------------------------------------------------------------------------------------
+# spamo-official on the published files, measured with spamo.metrics and checked against rouge_score 0.1.2 (equal to
+# the last digit); kept here so the check runs where rouge_score is not installed.
+OFFICIAL = {  # (dataset, system) -> (BLEU-4, ROUGE-L F1 as rouge_score computes it)
+    ('Phoenix', 'C2RL'): (21.953717235567836, 43.82207815033376), ('Phoenix', 'FlaLLM'): (20.096972493003964, 40.09853568869798),
+    ('Phoenix', 'GFSLT'): (22.230343650748065, 43.612450751159166), ('Phoenix', 'GFSLT-CiCO'): (23.550707575625697, 44.82078304851307),
+    ('Phoenix', 'SignCL'): (22.685110406088747, 43.38074851699126),
+    ('CSL-Daily', 'C2RL'): (12.896560277947557, 0.0), ('CSL-Daily', 'Fla-LLM'): (11.787667455967165, 0.0),
+    ('CSL-Daily', 'GFSLT'): (11.933089860034315, 0.0), ('CSL-Daily', 'GFSLT-CiCO'): (13.421944883056932, 0.0),
+    ('CSL-Daily', 'SignCL'): (12.737797406324013, 0.0),
+}
+LANG = {'Phoenix': 'de', 'CSL-Daily': 'zh'}
+
+
+def authors_scoring(preds, refs, phoenix):
+    "A direct transcription of the SpaMo authors' scoring (dataset/p14t.py, spamo/t5_slt.py, utils/evaluate.py)."
+    from sacrebleu.metrics import BLEU
+    if phoenix: refs = [r.strip() if r.strip().endswith('.') else f'{r.strip()}.' for r in refs]  # _normalize_text
+    preds, refs = [p.lower() for p in preds], [r.lower() for r in refs]                        # t5_slt: .lower() both
+    out = {f'bleu{i}': BLEU(max_ngram_order=i, tokenize='13a').corpus_score(preds, [refs]).score for i in range(1, 5)}
+    try: from rouge_score import rouge_scorer
+    except ImportError: return out
+    scorer = rouge_scorer.RougeScorer(['rougeL'], use_stemmer=True)
+    scores = [scorer.score(ref, pred)['rougeL'] for ref, pred in zip(refs, preds)]
+    return dict(out, rouge_l=100 * sum(s.fmeasure for s in scores) / len(scores))
+
+
+@pytest.mark.parametrize('ds,system', list(SOURCES_TABLE))
+def test_protocol_slt_reproduces_published(shared_data, capsys, ds, system):
+    d = shared_data / PUBLISHED / ds / system
+    pub = read_scores_txt(d / 'scores.txt')
+    m = _cli_json(capsys, [str(d / 'tmp_pres.txt'), str(d / 'tmp_refs.txt'), '--protocol', 'slt'] + CLI_ARGS[ds])
+    assert m['protocol'] == 'slt' and m['settings']['protocol'] == 'slt'
+    close = lambda a, b: math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-11)  # float noise of pycocoevalcap's own arithmetic
+    for n in range(1, 5): assert close(m[f'bleu{n}'], 100 * pub[f'Bleu_{n}']), (n, m[f'bleu{n}'], pub)
+    assert close(m['rouge_l'], 100 * pub['ROUGE_L']), (m['rouge_l'], pub['ROUGE_L'])
+    assert m == _cli_json(capsys, [str(d / 'tmp_pres.txt'), str(d / 'tmp_refs.txt')] + CLI_ARGS[ds])  # slt is the default
+
+
+@pytest.mark.parametrize('ds,system', list(SOURCES_TABLE))
+def test_protocol_spamo_official_is_the_authors_scoring(shared_data, capsys, ds, system):
+    d = shared_data / PUBLISHED / ds / system
+    hyps, refs = (d / 'tmp_pres.txt').read_text(encoding='utf-8').splitlines(), (d / 'tmp_refs.txt').read_text(encoding='utf-8').splitlines()
+    m = _cli_json(capsys, [str(d / 'tmp_pres.txt'), str(d / 'tmp_refs.txt'), '--protocol', 'spamo-official', '--language', LANG[ds]])
+    assert m['protocol'] == 'spamo-official' and m['settings']['ref_period'] == (ds == 'Phoenix')
+    want = authors_scoring(hyps, refs, ds == 'Phoenix')
+    for n in range(1, 5): assert abs(m[f'bleu{n}'] - want[f'bleu{n}']) < 1e-9, (n, m[f'bleu{n}'], want)
+    if 'rouge_l' in want: assert abs(m['rouge_l'] - want['rouge_l']) < 1e-9, (m['rouge_l'], want['rouge_l'])
+    assert m['rouge_l'] == m['rouge_l_f1']  # F1: beta 1
+    b4, rl = OFFICIAL[ds, system]
+    assert abs(m['bleu4'] - b4) < 1e-9 and abs(m['rouge_l'] - rl) < 1e-9, (m['bleu4'], m['rouge_l'])
+    if ds == 'Phoenix':  # ROUGE-L of rouge_score (stemmed [a-z0-9] tokens, F1) is not the published pycocoevalcap one
+        assert abs(m['rouge_l'] - 100 * read_scores_txt(d / 'scores.txt')['ROUGE_L']) > 3
+
+
+def test_authors_reference_period_and_lowercase(tmp_path, capsys):
+    "References without the final '.' get it under spamo-official (as the authors' PHOENIX14T targets), and both sides are lowercased."
+    h, r = tmp_path / 'h.txt', tmp_path / 'r.txt'
+    h.write_text('Am Tag Regen im Norden .\nmorgen sonne im süden .\n', encoding='utf-8')
+    r.write_text('am tag regen im norden\nmorgen sonne im osten\n', encoding='utf-8')
+    slt, off = _cli_json(capsys, [str(h), str(r)]), _cli_json(capsys, [str(h), str(r), '--protocol', 'spamo-official'])
+    want = authors_scoring(read_lines_(h), read_lines_(r), True)
+    assert off['bleu4'] > slt['bleu4'] + 5 and abs(off['bleu4'] - want['bleu4']) < 1e-9, (slt['bleu4'], off['bleu4'], want)
+    assert 'case:lc' in off['signature'] and 'case:mixed' in slt['signature']
+
+
+def read_lines_(p): return Path(p).read_text(encoding='utf-8').splitlines()
+
+
+def test_protocol_in_metrics_json(tmp_path, capsys):
+    h, r = tmp_path / 'h.txt', tmp_path / 'r.txt'
+    h.write_text('für die nächsten tage .\n', encoding='utf-8'); r.write_text('für die tage .\n', encoding='utf-8')
+    for name in ('slt', 'spamo-official'):
+        capsys.readouterr()
+        assert evaluate_cli([str(h), str(r), '--protocol', name, '--out', str(tmp_path / name)]) == 0
+        assert f'[protocol {name}]' in capsys.readouterr().out
+        stored = json.loads((tmp_path / name / 'metrics.json').read_text(encoding='utf-8'))
+        assert stored['protocol'] == name and stored['settings']['protocol'] == name
+    assert json.loads((tmp_path / 'slt' / 'metrics.json').read_text())['settings']['rouge_beta'] == 1.2
+    assert json.loads((tmp_path / 'spamo-official' / 'metrics.json').read_text())['settings']['rouge_beta'] == 1.0
+    with pytest.raises(SystemExit): evaluate_cli([str(h), str(r), '--protocol', 'bleu-x'])
+    with pytest.raises(ValueError, match='known: slt, spamo-official'): settings_for('de', 'bleu-x')
+
+
+def test_all_protocols_side_by_side(shared_data, capsys, tmp_path):
+    d = shared_data / PUBLISHED / 'Phoenix' / 'GFSLT'
+    files = [str(d / 'tmp_pres.txt'), str(d / 'tmp_refs.txt')]
+    capsys.readouterr()
+    assert evaluate_cli(files + ['--all-protocols', '--out', str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    header = out.splitlines()[0].split()
+    assert header == ['slt', 'spamo-official'], out
+    rows = {l.split()[0]: l.split()[1:] for l in out.splitlines()[1:]}
+    assert rows['bleu4'] == ['22.23', '22.23'] and rows['rouge_l'] == ['47.53', '43.61'], out
+    assert rows['rouge_beta'] == ['1.20', '1.00'] and rows['rouge_tokens'] == ['words', 'rouge_score'], out
+    both = _cli_json(capsys, files + ['--all-protocols'])
+    assert set(both) == {'slt', 'spamo-official'}
+    for name in both:
+        assert both[name] == _cli_json(capsys, files + ['--protocol', name])
+        assert json.loads((tmp_path / name / 'metrics.json').read_text(encoding='utf-8')) == both[name]
+    from spamo.metrics import score_protocols
+    tab = score_protocols(read_lines_(files[0]), read_lines_(files[1]), 'de')
+    assert tab.loc['bleu4', 'slt'] == both['slt']['bleu4'] and tab.loc['rouge_l', 'spamo-official'] == both['spamo-official']['rouge_l']
