@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch.nn.utils.rnn import pad_sequence
 from .registry import Registry
-from .data import LANGUAGES
+from .data import LANGUAGES, read_text
 
 # %% auto #0
 __all__ = ['LLM_FAMILIES', 'prepare_llm', 'Seq2Seq', 'llm_width', 'load_llm', 'check_vocabulary', 'build_prompt',
@@ -104,7 +104,7 @@ def load_translations(path) -> dict:
     "Read a TSV or JSONL side file of translations into `{sample id: {language: text}}`."
     path, out = Path(path), {}
     if not path.is_file(): raise FileNotFoundError(f'translations file not found: {path}')
-    lines = [l for l in path.read_text(encoding='utf-8').splitlines() if l.strip()]
+    lines = [l for l in read_text(path).splitlines() if l.strip()]   # not UTF-8: an error naming the file and line
     if path.suffix in ('.jsonl', '.json'):
         for i, l in enumerate(lines, 1):
             try: row = json.loads(l)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/05a_model.ipynb #9ee1ea94
 from __future__ import annotations
-import json, random, shutil
+import json, os, random, shutil
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 import numpy as np, torch
@@ -19,9 +19,9 @@ from .align import vt_align_loss, Temperature, text_embeddings
 from .llm import LLM_FAMILIES, PromptExamples, build_prompt, join_tokens, llm_width, load_llm, load_translations
 
 # %% auto #0
-__all__ = ['DataConfig', 'ModelConfig', 'TrainConfig', 'RunConfig', 'config_fields', 'config_from_params', 'SpaMo', 'build_model',
-           'rng_state', 'set_rng_state', 'save_checkpoint', 'load_checkpoint', 'FeatureData', 'translate_data',
-           'prompt_examples', 'load_run']
+__all__ = ['PATH_FIELDS', 'DataConfig', 'ModelConfig', 'TrainConfig', 'RunConfig', 'config_fields', 'config_from_params', 'SpaMo',
+           'build_model', 'rng_state', 'set_rng_state', 'save_checkpoint', 'load_checkpoint', 'FeatureData',
+           'translate_data', 'prompt_examples', 'load_run', 'read_weights']
 
 # %% ../nbs/05a_model.ipynb #6bb6f62f
 @dataclass
@@ -87,14 +87,39 @@ class RunConfig:
     train: TrainConfig
 
     def to_dict(self) -> dict: return {k: asdict(getattr(self, k)) for k in ('data', 'model', 'train')}
-    def save(self, path): Path(path).write_text(json.dumps(self.to_dict(), indent=2))
 
     @classmethod
     def from_dict(cls, d: dict) -> RunConfig:
         return cls(DataConfig(**d['data']), ModelConfig(**d['model']), TrainConfig(**d['train']))
+#%%% code
+#| export
+PATH_FIELDS = (('data', 'data_root'), ('data', 'features'), ('data', 'translations'), ('model', 'llm'))  # local paths a run reads
 
-    @classmethod
-    def load(cls, path) -> RunConfig: return cls.from_dict(json.loads(Path(path).read_text()))
+@patch
+def save(self:RunConfig, path):
+    "Write as JSON; local paths beside the run (its folder's parent) are stored relative to it: the run works from anywhere and after `mv`."
+    d, root = self.to_dict(), Path(self.train.run_dir).resolve()
+    for g, k in PATH_FIELDS:
+        if d[g][k] and Path(d[g][k]).expanduser().exists():
+            p = Path(d[g][k]).expanduser().resolve()
+            d[g][k] = os.path.relpath(p, root) if root.parent in (p, *p.parents) else str(p)
+    Path(path).write_text(json.dumps(d, indent=2))
+#%%% code
+#| export
+@patch(cls_method=True)
+def load(cls:RunConfig, path, run_dir=None) -> RunConfig: # run_dir: the run a checkpoint's config belongs to
+    "Read a `config.json`; relative paths resolve against the run directory (default: the file's folder)."
+    path = Path(path)
+    try: d = json.loads(path.read_text(encoding='utf-8')); cfg = cls.from_dict(d)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as e:
+        raise ValueError(f"{path}: not a readable spamo run config ({type(e).__name__}: {e}); restore it from one of the run's "
+                         "checkpoints (checkpoints/*/config.json) or train the run again") from None
+    base = Path(run_dir) if run_dir is not None else path.parent
+    for g, k in PATH_FIELDS:
+        v = getattr(getattr(cfg, g), k)
+        if v and not os.path.isabs(v) and (base / v).exists(): setattr(getattr(cfg, g), k, str((base / v).resolve()))
+    if run_dir is not None or not (path.parent / 'trainable.safetensors').exists(): cfg.train.run_dir = str(base)
+    return cfg
 
 # %% ../nbs/05a_model.ipynb #c531270e
 def config_fields() -> set[str]:
@@ -309,7 +334,17 @@ def load_run(run_dir, # a run directory written by `train`
     run = Path(run_dir)
     if not (run / 'config.json').exists(): raise FileNotFoundError(f"{run} is not a spamo run: config.json missing (train one with nbs/06_train.ipynb)")
     ck = Path(checkpoint) if Path(checkpoint).is_dir() else run / 'checkpoints' / checkpoint
-    cfg = RunConfig.load(ck / 'config.json' if (ck / 'config.json').exists() else run / 'config.json')
+    cfg = RunConfig.load(ck / 'config.json' if (ck / 'config.json').exists() else run / 'config.json', run_dir=run)
     model = build_model(cfg.model, cfg.model.spatial_dim, cfg.model.motion_dim, device)
-    load_checkpoint(ck, model)
+    model.load_trainable(read_weights(ck))      # inference reads the weights only, not the optimizer state
     return model.eval(), cfg
+
+def read_weights(path) -> dict:
+    "The trained weights of a checkpoint folder; a damaged file raises ValueError naming it and what to do."
+    from safetensors.torch import load_file
+    f = Path(path) / 'trainable.safetensors'
+    if not f.exists(): raise FileNotFoundError(f"no checkpoint at {path} (trainable.safetensors missing)")
+    try: return load_file(f)
+    except Exception as e:
+        raise ValueError(f"{f}: damaged weights file ({type(e).__name__}: {str(e)[:200]}); load another checkpoint of the run "
+                         "(checkpoint='last' or 'best') or train it again") from None

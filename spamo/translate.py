@@ -16,7 +16,7 @@ from .features import FeatureStore, store_settings, recipe_of, setting
 from .adapter import collate_features
 from fastcore.basics import patch
 from types import SimpleNamespace
-from .model import RunConfig, build_model, load_checkpoint, load_run, prompt_examples
+from .model import RunConfig, build_model, load_run, prompt_examples, read_weights
 
 # %% auto #0
 __all__ = ['ENCODER_KEYS', 'DATASET_LANGUAGE', 'VIDEO_ERRORS', 'encoders_from_settings', 'probe', 'decode_size', 'motion_frames',
@@ -197,8 +197,8 @@ def from_run(cls:Translator, path, # a run directory written by `train`, or a ch
     path = Path(path)
     if (path / 'trainable.safetensors').exists():   # a checkpoint folder given alone
         ck, run = path, path.parent.parent
-        cfg = RunConfig.load(ck / 'config.json')
-        model = build_model(cfg.model, cfg.model.spatial_dim, cfg.model.motion_dim, device); load_checkpoint(ck, model)
+        cfg = RunConfig.load(ck / 'config.json', run_dir=run)
+        model = build_model(cfg.model, cfg.model.spatial_dim, cfg.model.motion_dim, device).load_trainable(read_weights(ck))
     else:
         if not path.exists(): raise FileNotFoundError(f'run directory not found: {path}')
         model, cfg = load_run(path, checkpoint, device)
