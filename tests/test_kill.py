@@ -5,7 +5,6 @@ from pathlib import Path
 import pytest, torch
 from safetensors.torch import load_file
 from spamo.model import checkpoint_dir, config_from_params, has_checkpoint
-from spamo.train import train
 from spamo.testing import smoke_run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -75,7 +74,9 @@ def kill_when(proc, cond, what: str, timeout: float = 240):
 def test_kill_9_anywhere_then_resume_is_exact(smoke, tmp_path):
     "Three SIGKILLs (a random step, between the renames of a save, during a save); resumed, the run equals an uninterrupted one."
     rng = random.Random(int.from_bytes(os.urandom(4), 'little')); seed = rng.random()
-    a = train(config_from_params(**params(smoke, tmp_path / 'a')), progress=False)
+    proc = launch(tmp_path, params(smoke, tmp_path / 'a')); out = proc.communicate()[0]   # same threads as the killed runs
+    assert proc.returncode == 0, out[-3000:]
+    a = json.loads((tmp_path / 'a' / 'summary.json').read_text())
     run = tmp_path / 'b'; p = params(smoke, run)
     # 1. a random moment after a random step
     r1, pause = rng.randint(1, 3), rng.uniform(0, 0.5)
