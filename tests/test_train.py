@@ -92,3 +92,36 @@ def test_help_notebook_lists_every_parameter():
     for line in lines:
         name, comment = line.split(':')[0], ' '.join(line.split('#', 1)[1].split())
         assert f'{name}:' in out and comment in flat, name
+
+
+def test_nan_features_stop_the_run_naming_the_sample(smoke, tmp_path):
+    "A record replaced by NaNs stops training at the first step that reads it, naming the sample, before any checkpoint."
+    import shutil
+    from spamo.features import write_record
+    from spamo.model import has_checkpoint
+    from spamo.train import batch_indices
+    feats = tmp_path / 'features'; shutil.copytree(smoke['features'], feats)
+    store, samples = FeatureStore(feats), load_dataset('phoenix14t', smoke['data_root'], 'train')
+    bad = samples[batch_indices(len(samples), 4, 0, 0)[1]].id                  # in the first batch
+    z = store[bad]
+    write_record(store.file(bad), bad, torch.full_like(z['spatial'], float('nan')), z['motion'], store.settings)
+    cfg = run_cfg(smoke | dict(features=str(feats)), tmp_path / 'r', save_every=1)
+    with pytest.raises(FloatingPointError, match=rf"step 1: non-finite features in sample\(s\) \['{bad}'\]"): train(cfg, progress=False)
+    assert not has_checkpoint(tmp_path / 'r' / 'checkpoints' / 'last') and not (tmp_path / 'r' / 'checkpoints' / 'best').exists()
+
+
+def test_long_targets_warn_once_with_the_count(smoke, tmp_path):
+    "Targets longer than max_target_len are truncated with one warning that counts them."
+    import warnings
+    from spamo.model import SpaMo
+    cfg = run_cfg(smoke, tmp_path / 'r', max_steps=1, eval_every=1, save_every=1)
+    n = len(load_dataset('phoenix14t', smoke['data_root'], 'train'))
+    init = SpaMo.__init__
+    def short(self, *a, **kw): init(self, *a, **kw | dict(max_target_len=3))
+    SpaMo.__init__ = short
+    try:
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter('always'); train(cfg, progress=False)
+    finally: SpaMo.__init__ = init
+    msgs = [str(x.message) for x in w if 'max_target_len' in str(x.message)]
+    assert msgs == [f'{n} of {n} training target sentences have more than max_target_len=3 tokens and are truncated to it']
