@@ -4,15 +4,17 @@
 
 # %% ../nbs/09_demo.ipynb #25677fc4
 from __future__ import annotations
-import argparse, json, random, sys, time
+import argparse, json, random, sys, time, warnings
+from contextlib import contextmanager
 from pathlib import Path
 import torch
+from tqdm.auto import tqdm
 from .data import LANGUAGES, load_dataset
 from .spatial import OpenClipCLS, seeded
 from .motion import HFVideo
 from .features import extract
 from .llm import build_prompt
-from .model import RunConfig, config_fields, config_from_params
+from .model import RunConfig, config_fields, config_from_params, has_checkpoint
 from .train import train
 from .evaluate import evaluate_run
 
@@ -94,22 +96,23 @@ def mask_words(sentence:str, ratio:float, rng:random.Random, mask:str='<extra_id
 # %% ../nbs/09_demo.ipynb #aa88547d
 def pretrain_denoiser(model, tokenizer,
                       sentences:list,          # text in the target language
-                      seconds:float=60.,       # time budget (ignored when `steps` is given)
-                      steps:int|None=None,     # number of steps (deterministic alternative to `seconds`)
+                      steps:int=600,           # optimizer steps (the demo's ~1 minute on a 2-core CPU)
                       mask_ratio:float=0.3,    # share of words masked in each input
                       batch_size:int=32, lr:float=1e-3, seed:int=0,
+                      progress:bool=False,     # show a progress bar with the loss
                      ) -> tuple:
     "Train all of `model` to restore masked sentences; returns the model (in eval mode) and each step's loss."
     rng, mask = random.Random(seed), ('<extra_id_0>' if '<extra_id_0>' in tokenizer.get_vocab() else tokenizer.unk_token)
     dev, sentences = next(model.parameters()).device, list(sentences)
-    opt, losses, t0 = torch.optim.AdamW(model.parameters(), lr=lr), [], time.time()
+    opt, losses = torch.optim.AdamW(model.parameters(), lr=lr), []
     model.train()
-    while (len(losses) < steps) if steps is not None else (time.time() - t0 < seconds):
+    for _ in (bar := tqdm(range(steps), desc='pretrain LLM', disable=not progress, leave=False)):
         ys = rng.choices(sentences, k=batch_size)
         x = tokenizer([mask_words(y, mask_ratio, rng, mask) for y in ys], padding=True, truncation=True, return_tensors='pt').to(dev)
         labels = tokenizer(ys, padding=True, truncation=True, return_tensors='pt').input_ids.to(dev)
         loss = model(**x, labels=labels.masked_fill(labels == tokenizer.pad_token_id, -100)).loss
         opt.zero_grad(); loss.backward(); opt.step(); losses.append(loss.item())
+        if progress and len(losses) % 10 == 0: bar.set_postfix(loss=f'{losses[-1]:.3f}')
     return model.eval(), losses
 
 # %% ../nbs/09_demo.ipynb #7ca69fa6
@@ -132,18 +135,18 @@ def prepare_synthsign(out, # folder for the dataset and its feature store
 # %% ../nbs/09_demo.ipynb #20b9e530
 def prepare_tiny_llm(sentences: list[str], # target-language training sentences
                      out, # folder the model and tokenizer are saved to (load it by this path)
-                     steps: int | None = None, seconds: float = 60., # denoiser pretraining budget
-                     d_model: int = 128, seed: int = 0) -> Path:
+                     steps: int = 600, # denoiser pretraining steps
+                     d_model: int = 128, seed: int = 0, progress: bool = False) -> Path:
     "A tiny T5 and tokenizer trained here on `sentences` (denoising), saved to `out`."
     tok = train_tokenizer(list(sentences) + [build_prompt(l) for l in LANGUAGES])
     model = tiny_t5(tok, d_model=d_model, seed=seed)
-    model, losses = pretrain_denoiser(model, tok, sentences, seconds=seconds, steps=steps, seed=seed)
+    model, losses = pretrain_denoiser(model, tok, sentences, steps=steps, seed=seed, progress=progress)
     out = Path(out); model.save_pretrained(out); tok.save_pretrained(out)
     (out / 'pretrain.json').write_text(json.dumps(dict(steps=len(losses), first_loss=losses[0], last_loss=losses[-1])))
     return out
 
 # %% ../nbs/09_demo.ipynb #17c179a9
-DEMO = dict(n_train=2000, n_dev=200, n_test=200, size=64, pretrain_seconds=60., max_steps=600)
+DEMO = dict(n_train=2000, n_dev=200, n_test=200, size=64, pretrain_steps=600, max_steps=600)
 
 DEMO_TRAINING = dict(  # RunConfig fields where the demo's runs differ from the paper's defaults
     dataset='phoenix14t', llm_dtype='fp32', precision='fp32', adapter_hidden=256, standardize=True, num_examples=0,
@@ -167,23 +170,38 @@ def _table(results: dict) -> str:
 def demo(run_dir='runs/demo', # where data, features, models and results go
          n_train: int = DEMO['n_train'], n_dev: int = DEMO['n_dev'], n_test: int = DEMO['n_test'], # SynthSign videos per split
          size: int = DEMO['size'], # frame size in pixels
-         pretrain_seconds: float = DEMO['pretrain_seconds'], # denoiser pretraining of the tiny T5
+         pretrain_steps: int = DEMO['pretrain_steps'], # denoiser pretraining steps of the tiny T5
          max_steps: int = DEMO['max_steps'], # SA + LoRA optimizer updates per run
          seed: int = 0, progress: bool = True) -> dict:
     "Generate SynthSign, extract features, train SpaMo and a blind baseline, evaluate both on the test split."
-    if max_steps < 1: raise ValueError(f'max_steps must be >= 1, got {max_steps}')
-    run, t0, say = Path(run_dir), time.time(), (lambda m: print(f'[{time.time() - t0:6.1f}s] {m}', flush=True))
+    if max_steps < 1 or pretrain_steps < 1: raise ValueError(f'max_steps and pretrain_steps must be >= 1, got {max_steps}, {pretrain_steps}')
+    with _quiet(): return _demo(Path(run_dir), n_train, n_dev, n_test, size, pretrain_steps, max_steps, seed, progress)
+
+@contextmanager
+def _quiet():
+    "Silence the libraries' chatter (peft's `is_gradient_checkpointing` FutureWarning, transformers' weight-loading bars), then restore it."
+    from transformers.utils import logging as tlog
+    bars = tlog.is_progress_bar_enabled()
+    with warnings.catch_warnings():
+        warnings.filterwarnings('ignore', message='.*is_gradient_checkpointing.*', category=FutureWarning)
+        tlog.disable_progress_bar()
+        try: yield
+        finally:
+            if bars: tlog.enable_progress_bar()
+
+def _demo(run, n_train, n_dev, n_test, size, pretrain_steps, max_steps, seed, progress) -> dict:
+    t0, say = time.time(), (lambda m: print(f'[{time.time() - t0:6.1f}s] {m}', flush=True))
     say('spamo demo: tiny random-initialised encoders and a tiny T5 pretrained here; SynthSign data, not real sign language')
     root, feats = prepare_synthsign(run / 'data', n_train, n_dev, n_test, size=size, seed=seed, progress=progress)
     sentences = [s.text for s in load_dataset('phoenix14t', root, 'train')]
-    say(f'data and features ready ({len(sentences)} training videos); pretraining the tiny T5 for {pretrain_seconds:.0f} s')
-    llm = prepare_tiny_llm(sentences, run / 'llm', seconds=pretrain_seconds, seed=seed)
+    say(f'data and features ready ({len(sentences)} training videos); pretraining the tiny T5 for {pretrain_steps} steps')
+    llm = prepare_tiny_llm(sentences, run / 'llm', steps=pretrain_steps, seed=seed, progress=progress)
     results = {}
     for name, blind in (('spamo', False), ('blind', True)):
         say(f"training {'the blind baseline' if blind else 'SpaMo'} for {max_steps} steps")
         d = run / name
         cfg = demo_config(max_steps, run_dir=str(d), data_root=str(root), features=str(feats), llm=str(llm), blind=blind, seed=seed,
-                          resume=(d / 'checkpoints' / 'last').exists())
+                          resume=has_checkpoint(d / 'checkpoints' / 'last'))
         train(cfg, progress=progress)
         results[name] = evaluate_run(d, 'test', progress=progress, verbose=False)
     results['minutes'] = (time.time() - t0) / 60

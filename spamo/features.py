@@ -5,6 +5,7 @@
 # %% ../nbs/02a_features.ipynb #b03d59f0
 from __future__ import annotations
 import argparse, hashlib, json, os, queue, re, sys, threading, time
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 import numpy as np
 import torch
@@ -15,7 +16,7 @@ from .motion import MotionEncoder
 
 # %% auto #0
 __all__ = ['CHECKED', 'FORMAT', 'RELEASED', 'recipe_of', 'store_settings', 'setting', 'settings_diff', 'settings_hash',
-           'record_name', 'write_record', 'read_header', 'FeatureStore', 'read_released', 'released_key',
+           'record_name', 'write_record', 'read_header', 'FeatureStore', 'store_lock', 'read_released', 'released_key',
            'pair_released', 'released_settings', 'released_ids', 'sample_id', 'import_released', 'extract',
            'extract_cli', 'settings_from', 'import_features_cli']
 
@@ -88,7 +89,7 @@ class FeatureStore:
                 ):
         self.path = Path(path); self.index_path = self.path/'index.json'
         if self.index_path.exists():
-            self.index = json.loads(self.index_path.read_text())
+            self.index = _read_index(self.index_path)
             diff = settings_diff(self.index['settings'], settings) if settings is not None else []
             if diff: raise ValueError(f'feature store {self.path} was made with other settings: ' +
                                       ', '.join(f"{k} {setting(self.index['settings'], k)!r} (store) != {setting(settings, k)!r} (asked)" for k in diff))
@@ -114,7 +115,19 @@ class FeatureStore:
     def __getitem__(self, id:str) -> dict:
         from safetensors.torch import load_file
         if id not in self: raise KeyError(f'{id!r} is not in feature store {self.path}')
-        return {k: v.float() for k, v in load_file(str(self.file(id))).items()}
+        f, fix = self.file(id), 'rerun the `spamo extract` (or `spamo import-features`) that made the store: it redoes that video'
+        if not f.exists(): raise FileNotFoundError(f'feature record {f} of {id!r} is missing: {fix}')
+        try: return {k: v.float() for k, v in load_file(str(f)).items()}
+        except Exception as e: raise ValueError(f'feature record {f} of {id!r} is unreadable ({type(e).__name__}: {e}): {fix}') from None
+
+def _read_index(p:Path) -> dict:
+    "The parsed index.json at `p`; an unreadable one raises ValueError naming the file and the fix."
+    try: d = json.loads(p.read_bytes())
+    except ValueError as e: d = e
+    if not isinstance(d, dict) or not isinstance(d.get('settings'), dict) or not isinstance(d.get('records'), dict):
+        raise ValueError(f"{p} is not a readable feature-store index ({d if isinstance(d, Exception) else 'no settings or records'}): "
+                         "delete it and rerun the `spamo extract` (or `spamo import-features`) that made the store; it rebuilds the index and keeps the valid records")
+    return d
 
 # %% ../nbs/02a_features.ipynb #7e5b2a17
 @patch
@@ -142,6 +155,23 @@ def write_index(self:FeatureStore):
     "Write index.json atomically."
     tmp = self.index_path.with_name(f'.index.json.{os.getpid()}.tmp')
     tmp.write_text(json.dumps(self.index, indent=1)); os.replace(tmp, self.index_path)
+
+@contextmanager
+def store_lock(path, # the store folder (created if missing)
+              ):
+    "Hold the inter-process lock of a feature store (`fcntl.flock` on `.lock`), saying so while waiting for another holder."
+    path = Path(path); path.mkdir(parents=True, exist_ok=True)
+    try: import fcntl
+    except ImportError: yield; return                               # no advisory locks (Windows)
+    with open(path/'.lock', 'a+') as f:
+        try: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0); print(f'spamo: feature store {path} is being written by process {f.read().strip() or "?"}; waiting for it to finish',
+                             file=sys.stderr, flush=True)
+            fcntl.flock(f, fcntl.LOCK_EX)
+        f.seek(0); f.truncate(); f.write(str(os.getpid())); f.flush()
+        try: yield path
+        finally: fcntl.flock(f, fcntl.LOCK_UN)
 
 @patch
 def clean_temporary(self:FeatureStore) -> int:
@@ -213,6 +243,9 @@ def import_released(spatial_dir, motion_dir, path, # folders of the authors' .np
                     samples:list|None=None, # name records by these samples' ids (How2Sign: `<id>_<start>` keys)
                    ) -> FeatureStore:
     "Copy released per-video .npy features into a feature store; files that do not pair are listed in `unpaired.json`."
+    with store_lock(path): return _import_locked(spatial_dir, motion_dir, path, settings, samples)
+
+def _import_locked(spatial_dir, motion_dir, path, settings, samples) -> FeatureStore:
     pairs, unpaired = pair_released(spatial_dir, motion_dir)
     store, ids = FeatureStore(path, {'recipe': 'official'} | settings, create=True), released_ids(samples) if samples is not None else None
     for key, files in pairs.items():
@@ -275,7 +308,6 @@ def extract(samples:list, # `spamo.data.Sample`s (ids must be unique)
            ) -> dict: # report: extracted, skipped, failed, frames, seconds, frames_per_s
     "Extract spatial and motion features of `samples` into the feature store at `path`; resumable."
     from accelerate import PartialState
-    from accelerate.utils import gather_object
     if on_error not in ('raise', 'skip'): raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     ids = [s.id for s in samples]
     if len(set(ids)) != len(ids): raise ValueError(f'duplicate sample ids: {sorted({i for i in ids if ids.count(i) > 1})[:5]}')
@@ -284,9 +316,15 @@ def extract(samples:list, # `spamo.data.Sample`s (ids must be unique)
     se, me = _encoder(spatial, SpatialEncoder, recipe), _encoder(motion, MotionEncoder, recipe)
     se.prepare(device, dtype); me.prepare(device, dtype)
     settings = store_settings(se, me, store_dtype, str(se.dtype).replace('torch.', ''), size, every)
-    if state.is_main_process:
-        store = FeatureStore(path, settings, create=True); store.clean_temporary()
-    state.wait_for_everyone()
+    with ExitStack() as held:
+        if state.is_main_process:   # one extraction of a store at a time: a second one waits, then skips what this one wrote
+            held.enter_context(store_lock(path)); store = FeatureStore(path, settings, create=True); store.clean_temporary()
+        state.wait_for_everyone()
+        return _extract_locked(samples, path, settings, state, se, me, batch_size, on_error, size, every, progress)
+
+def _extract_locked(samples, path, settings, state, se, me, batch_size, on_error, size, every, progress) -> dict:
+    "`extract` once its store is created and locked: every process extracts its share; the main one writes the index."
+    from accelerate.utils import gather_object
     store = FeatureStore(path, settings)
     with state.split_between_processes(list(samples)) as mine:
         rep = _extract_share(mine, store, se, me, batch_size, on_error, size, every, progress and state.is_local_main_process)

@@ -20,8 +20,8 @@ from .llm import LLM_FAMILIES, PromptExamples, build_prompt, join_tokens, llm_wi
 
 # %% auto #0
 __all__ = ['PATH_FIELDS', 'DataConfig', 'ModelConfig', 'TrainConfig', 'RunConfig', 'config_fields', 'config_from_params', 'SpaMo',
-           'build_model', 'rng_state', 'set_rng_state', 'save_checkpoint', 'load_checkpoint', 'FeatureData',
-           'translate_data', 'prompt_examples', 'load_run', 'read_weights']
+           'build_model', 'rng_state', 'set_rng_state', 'save_checkpoint', 'checkpoint_dir', 'has_checkpoint',
+           'load_checkpoint', 'FeatureData', 'translate_data', 'prompt_examples', 'load_run', 'read_weights']
 
 # %% ../nbs/05a_model.ipynb #6bb6f62f
 @dataclass
@@ -164,6 +164,11 @@ def tokens(self:SpaMo, texts, max_len):
     t = self.tokenizer(list(texts), padding=True, truncation=True, max_length=max_len, return_tensors='pt')
     return t.input_ids.to(self.device), t.attention_mask.to(self.device)
 
+@patch
+def long_targets(self:SpaMo, texts) -> int:
+    "How many of `texts` have more tokens than `max_target_len`, so that training truncates them."
+    return sum(len(ids) > self.max_target_len for ids in self.tokenizer(list(texts)).input_ids)
+
 # %% ../nbs/05a_model.ipynb #99b4264a
 @patch
 def prompts(self:SpaMo, batch):
@@ -258,7 +263,7 @@ def set_rng_state(s: dict):
 
 # %% ../nbs/05a_model.ipynb #80eda24c
 def save_checkpoint(path, model: SpaMo, opt, sched, step: int, best: float, cfg: RunConfig, best_step: int = 0) -> Path:
-    "Write a checkpoint folder atomically (temporary folder, then rename)."
+    "Write a checkpoint folder atomically: a temporary folder, then `path` -> `path.old`, `path.tmp` -> `path`."
     from safetensors.torch import save_file
     path = Path(path); tmp = path.with_name(path.name + '.tmp'); old = path.with_name(path.name + '.old')
     shutil.rmtree(tmp, ignore_errors=True); tmp.mkdir(parents=True)
@@ -266,17 +271,25 @@ def save_checkpoint(path, model: SpaMo, opt, sched, step: int, best: float, cfg:
     torch.save(dict(optimizer=opt.state_dict(), scheduler=sched.state_dict(), step=step, best=best, best_step=best_step,
                     rng=rng_state()), tmp / 'state.pt')
     cfg.save(tmp / 'config.json')
-    if path.exists(): path.rename(old)
-    tmp.rename(path); shutil.rmtree(old, ignore_errors=True)
+    if path.exists(): shutil.rmtree(old, ignore_errors=True); path.rename(old)  # an old left by a kill goes first
+    tmp.rename(path); shutil.rmtree(old, ignore_errors=True)   # killed between the renames: `checkpoint_dir` reads old
     return path
+
+def checkpoint_dir(path) -> Path:
+    "The folder to read for checkpoint `path`: itself, or `path.old` when a kill fell between `save_checkpoint`'s renames."
+    path = Path(path); old = path.with_name(path.name + '.old')
+    return old if not (path / 'trainable.safetensors').exists() and (old / 'trainable.safetensors').exists() else path
+
+def has_checkpoint(path) -> bool: return (checkpoint_dir(path) / 'trainable.safetensors').exists()
 
 def load_checkpoint(path, model: SpaMo, opt=None, sched=None) -> dict:
     "Load trained weights (and, given them, optimizer and scheduler state) from a checkpoint folder; returns its state."
-    from safetensors.torch import load_file
-    path = Path(path)
-    if not (path / 'trainable.safetensors').exists(): raise FileNotFoundError(f"no checkpoint at {path} (trainable.safetensors missing)")
-    model.load_trainable(load_file(path / 'trainable.safetensors'))
-    state = torch.load(path / 'state.pt', weights_only=True) if (path / 'state.pt').exists() else {}
+    path = checkpoint_dir(path)
+    model.load_trainable(read_weights(path))
+    try: state = torch.load(path / 'state.pt', weights_only=True) if (path / 'state.pt').exists() else {}
+    except Exception as e:
+        raise ValueError(f"{path / 'state.pt'}: damaged training state ({type(e).__name__}: {str(e)[:200]}); the weights are intact "
+                         "for inference (load_run), but resuming needs another checkpoint or a new run") from None
     if opt is not None: opt.load_state_dict(state['optimizer'])
     if sched is not None: sched.load_state_dict(state['scheduler'])
     return state
@@ -333,7 +346,7 @@ def load_run(run_dir, # a run directory written by `train`
     "The trained model of a run (in eval mode) and its config."
     run = Path(run_dir)
     if not (run / 'config.json').exists(): raise FileNotFoundError(f"{run} is not a spamo run: config.json missing (train one with nbs/06_train.ipynb)")
-    ck = Path(checkpoint) if Path(checkpoint).is_dir() else run / 'checkpoints' / checkpoint
+    ck = checkpoint_dir(Path(checkpoint) if Path(checkpoint).is_dir() else run / 'checkpoints' / checkpoint)
     cfg = RunConfig.load(ck / 'config.json' if (ck / 'config.json').exists() else run / 'config.json', run_dir=run)
     model = build_model(cfg.model, cfg.model.spatial_dim, cfg.model.motion_dim, device)
     model.load_trainable(read_weights(ck))      # inference reads the weights only, not the optimizer state

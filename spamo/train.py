@@ -4,15 +4,15 @@
 
 # %% ../nbs/06_train.ipynb #a7ccf10e
 from __future__ import annotations
-import csv, json, math, random, sys, time
+import csv, json, math, os, random, sys, time, warnings
 from pathlib import Path
 import numpy as np, torch
 from tqdm.auto import tqdm
 from .data import load_dataset
 from .spatial import resolve_dtype
 from .features import FeatureStore, recipe_of
-from .model import (RunConfig, TrainConfig, FeatureData, build_model, config_from_params, load_checkpoint, prompt_examples,
-                         save_checkpoint, set_rng_state, translate_data)
+from .model import (RunConfig, TrainConfig, FeatureData, build_model, config_from_params, has_checkpoint, load_checkpoint,
+                         prompt_examples, save_checkpoint, set_rng_state, translate_data)
 from .llm import check_vocabulary
 from .metrics import corpus_bleu, settings_for
 
@@ -58,8 +58,10 @@ class RunLog:
     def __init__(self, path, keep_until: int | None = None):
         self.path = Path(path)
         self.rows = [r for r in csv.DictReader(self.path.open())] if keep_until is not None and self.path.exists() else []
-        self.rows = [r for r in self.rows if int(r['step']) <= (keep_until or 0)]
-        with self.path.open('w', newline='') as f: csv.DictWriter(f, self.cols).writeheader(); csv.DictWriter(f, self.cols).writerows(self.rows)
+        self.rows = [r for r in self.rows if r.get('seconds') is not None and int(r['step']) <= (keep_until or 0)]  # cut rows lack columns
+        tmp = self.path.with_name(f'.{self.path.name}.tmp')
+        with tmp.open('w', newline='') as f: csv.DictWriter(f, self.cols).writeheader(); csv.DictWriter(f, self.cols).writerows(self.rows)
+        os.replace(tmp, self.path)
 
     def add(self, **row):
         row = {k: ('' if row.get(k) is None else row[k]) for k in self.cols}
@@ -129,11 +131,20 @@ def train_step(acc, ddp, data:FeatureData, examples, t:TrainConfig, step:int, pa
         b = _micro_batch(data, examples, t, step * t.grad_accum + a, acc.process_index, acc.num_processes)
         with acc.autocast(): out = ddp(b, stage=stage)
         acc.backward(out['loss'] / t.grad_accum)
-        for k in ('loss', 'ce', 'vt'):
-            if out[k] is not None: sums[k] = sums.get(k, 0.0) + acc.reduce(out[k].detach(), 'mean').item() / t.grad_accum
+        means = {k: acc.reduce(out[k].detach(), 'mean').item() for k in ('loss', 'ce', 'vt') if out[k] is not None}
+        if not math.isfinite(means['loss']): raise FloatingPointError(_nonfinite(b, out['loss'], step))  # every process: before the update
+        for k, v in means.items(): sums[k] = sums.get(k, 0.0) + v / t.grad_accum
     if t.clip_grad: acc.clip_grad_norm_(params, t.clip_grad)
     opt.step(); sched.step(); opt.zero_grad(set_to_none=True)
     return dict(stage=stage, **sums)
+
+def _nonfinite(b: dict, loss, step: int) -> str:
+    "Why step `step` stopped: the samples of the batch whose features are not finite, else the batch's ids."
+    bad = [i for j, i in enumerate(b['ids']) if not all(torch.isfinite(b[k][j]).all() for k in ('spatial', 'motion'))]
+    why = (f'non-finite features in sample(s) {bad}' if bad else f'non-finite loss on the batch of samples {b["ids"]}'
+           if not torch.isfinite(loss).all() else 'a non-finite loss on another process')
+    return (f'step {step + 1}: {why}; stopped before the update, so no checkpoint holds these weights '
+            '(re-extract or drop those feature records, or lower lr and resume)')
 
 # %% ../nbs/06_train.ipynb #79f02fd2
 def train(cfg: RunConfig, # the run: data, model and training settings
@@ -143,15 +154,17 @@ def train(cfg: RunConfig, # the run: data, model and training settings
     "Train SpaMo (VT-Align warm-up, then joint SA + LoRA training); returns the run's summary."
     t, run = cfg.train, Path(cfg.train.run_dir)
     last, best_dir = run / 'checkpoints' / 'last', run / 'checkpoints' / 'best'
-    if last.exists() and not t.resume:
+    if has_checkpoint(last) and not t.resume:
         raise FileExistsError(f"{run} already holds a run: pass resume=True to continue it, or choose another run_dir")
     acc = make_accelerator(t.precision)
     store, train_data, dev_data, examples, model, params, opt, sched = _setup(cfg, acc)
     step, best, best_step = 0, -1.0, 0
-    if t.resume and last.exists():
+    if t.resume and has_checkpoint(last):   # `last`, or `last.old` when a kill fell inside its save
         st = load_checkpoint(last, model, opt, sched)
         step, best, best_step = st['step'], st['best'], st.get('best_step', 0); set_rng_state(st['rng'])
     main = acc.is_main_process
+    if main and (n := model.long_targets(texts := [s.text for s in train_data.samples])):
+        warnings.warn(f'{n} of {len(texts)} training target sentences have more than max_target_len={model.max_target_len} tokens and are truncated to it')
     if main:
         run.mkdir(parents=True, exist_ok=True); cfg.save(run / 'config.json')
         (run / 'features.json').write_text(json.dumps(store.settings, indent=2))

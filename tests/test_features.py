@@ -126,3 +126,46 @@ def test_how2sign_clips(shared_data, tmp_path):
         T = len(read_sample(s, every=2, size=(90, 160))[0])
         assert st[s.id]['spatial'].shape == (T, 256) and st[s.id]['motion'].shape == (len(clip_windows(T)), 128)
     print(f"How2Sign: {r['frames']} frames in {time.time() - t0:.1f} s")
+
+def test_unreadable_index_and_record_name_the_file_and_the_fix(tmp_path):
+    "Garbage in index.json or a record: the error names the file and what to do; doing it restores the store."
+    samples = load_dataset('manifest', toy_manifest(tmp_path/'toy', lengths=[3, 5]), 'train')
+    extract(samples, tmp_path/'f', 'tiny', 'tiny', progress=False)
+    ref = {i: FeatureStore(tmp_path/'f')[i] for i in FeatureStore(tmp_path/'f').ids}
+    store, bad = FeatureStore(tmp_path/'f'), samples[1].id
+    store.file(bad).write_bytes(b'\x00\xffnot a safetensors file' * 10)
+    with pytest.raises(ValueError, match=rf"{store.file(bad).name}.*{bad}.*unreadable.*spamo extract"): store[bad]
+    assert store[samples[0].id]['spatial'].shape == ref[samples[0].id]['spatial'].shape   # the others still read
+    r = extract(samples, tmp_path/'f', 'tiny', 'tiny', progress=False)                    # the fix the message gives
+    assert (r['extracted'], r['skipped']) == ([bad], [samples[0].id])
+    assert torch.equal(FeatureStore(tmp_path/'f')[bad]['spatial'], ref[bad]['spatial'])
+    for garbage in (b'\x89PNG\r\n\x1a\n\x00\x00', b'{"format": "spamo-fe', b'[1, 2]'):
+        (tmp_path/'f'/'index.json').write_bytes(garbage)
+        with pytest.raises(ValueError, match=r"index\.json is not a readable feature-store index.*delete it and rerun the `spamo extract`"):
+            FeatureStore(tmp_path/'f')
+        with pytest.raises(ValueError, match='index.json'): extract(samples, tmp_path/'f', 'tiny', 'tiny', progress=False)
+    (tmp_path/'f'/'index.json').unlink()                                                  # the fix
+    r = extract(samples, tmp_path/'f', 'tiny', 'tiny', progress=False)
+    assert r['extracted'] == [] and sorted(r['skipped']) == sorted(ref)                  # the records were kept
+    assert sorted(FeatureStore(tmp_path/'f').ids) == sorted(ref)
+
+def test_two_extractions_of_one_store_at_once(tmp_path):
+    "A user relaunching: two `spamo extract` on one store at once take turns; no video is extracted twice, the index is complete."
+    n = 6
+    man = toy_manifest(tmp_path/'toy', lengths=[40] * n)
+    out = tmp_path/'both'
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get('PYTHONPATH', ''), OMP_NUM_THREADS='1')
+    ps = [subprocess.Popen(_cli(man, out), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    res = [p.communicate(timeout=300) for p in ps]
+    assert [p.returncode for p in ps] == [0, 0], [e[-2000:] for _, e in res]
+    reps = [json.loads(o.strip().splitlines()[-1]) for o, _ in res]
+    assert sorted((r['extracted'], r['skipped']) for r in reps) == [(0, n), (n, 0)], reps   # the second waited, then skipped all
+    one = subprocess.run(_cli(man, tmp_path/'one'), env=env, capture_output=True, text=True, timeout=300)   # one process alone
+    assert one.returncode == 0, one.stderr[-2000:]
+    a, b = FeatureStore(out), FeatureStore(tmp_path/'one')
+    assert sorted(a.ids) == sorted(b.ids) and len(a.ids) == n
+    assert json.loads((out/'index.json').read_text())['records'] == json.loads((tmp_path/'one'/'index.json').read_text())['records']
+    for i in a.ids:
+        assert read_header(a.file(i)) is not None
+        for k in ('spatial', 'motion'): assert torch.equal(a[i][k], b[i][k]), (i, k)
+    assert not list((out/'records').glob('.*.tmp'))

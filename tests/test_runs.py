@@ -50,3 +50,12 @@ def test_damaged_run_files_name_themselves(moved, tmp_path):
     (run / 'checkpoints' / 'last' / 'config.json').write_text('not json')
     with pytest.raises(ValueError, match='last/config.json: not a readable spamo run config'): load_run(run, 'last')
     with pytest.raises(ValueError, match='run/config.json: not a readable'): RunConfig.load(run / 'config.json')
+
+
+def test_a_damaged_training_state_names_itself_on_resume(moved, tmp_path):
+    from spamo.model import load_checkpoint
+    shutil.copytree(moved.parent, tmp_path / 'smoke'); run = tmp_path / 'smoke' / 'run'
+    (run / 'checkpoints' / 'last' / 'state.pt').write_bytes(os.urandom(300))
+    model, _ = load_run(run, 'last')
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad])
+    with pytest.raises(ValueError, match='last/state.pt: damaged training state'): load_checkpoint(run / 'checkpoints' / 'last', model, opt)

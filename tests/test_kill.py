@@ -1,0 +1,111 @@
+"""Training survives `kill -9` at any moment: at a random step, between the two renames of a checkpoint save, and
+while a checkpoint is being written; the resumed run ends exactly as an uninterrupted one."""
+import csv, json, os, random, signal, subprocess, sys, time
+from pathlib import Path
+import pytest, torch
+from safetensors.torch import load_file
+from spamo.model import checkpoint_dir, config_from_params, has_checkpoint
+from spamo.testing import smoke_run
+
+REPO = Path(__file__).resolve().parents[1]
+STEPS = 8
+
+# Runs `train` on the config in argv[1]. Test hooks live here, not in the library: KILL_BETWEEN_RENAMES_AT=s sends
+# SIGKILL to itself after `last` -> `last.old` and before `last.tmp` -> `last` of step s's save; SLOW_SAVE=x sleeps
+# x seconds inside each checkpoint write (while `last.tmp` exists) so the test can kill it there from outside.
+SCRIPT = r'''
+import json, os, pathlib, signal, sys, time, torch
+import spamo.train
+from spamo.model import config_from_params, save_checkpoint
+at, slow, now = int(os.environ.get('KILL_BETWEEN_RENAMES_AT', 0)), float(os.environ.get('SLOW_SAVE', 0)), {}
+def save(path, *a, **kw):
+    now['step'] = a[3]; return save_checkpoint(path, *a, **kw)
+rename, tsave = pathlib.Path.rename, torch.save
+def kill_rename(self, target):
+    if self.name == 'last.tmp' and now.get('step') == at: os.kill(os.getpid(), signal.SIGKILL)
+    return rename(self, target)
+def slow_save(*a, **kw):
+    time.sleep(slow); return tsave(*a, **kw)
+spamo.train.save_checkpoint, pathlib.Path.rename, torch.save = save, kill_rename, slow_save
+spamo.train.train(config_from_params(**json.loads(sys.argv[1])), progress=False)
+'''
+
+
+@pytest.fixture(scope='module')
+def smoke() -> dict:
+    out = smoke_run().parent
+    return dict(data_root=str(out / 'data' / 'synthsign'), features=str(out / 'data' / 'features'), llm=str(out / 'llm'))
+
+
+def params(smoke, run_dir, **kw) -> dict:
+    return smoke | dict(run_dir=str(run_dir), llm_dtype='fp32', precision='fp32', adapter_hidden=32, vt_warmup_steps=2,
+                        max_steps=STEPS, batch_size=4, lr=1e-3, lr_warmup_steps=2, num_examples=0, eval_every=4, save_every=1,
+                        num_beams=2, max_new_tokens=12) | kw
+
+
+def rows(run) -> list:
+    p = Path(run) / 'log.csv'
+    return list(csv.DictReader(p.open())) if p.exists() else []
+
+
+def ck_step(run) -> int:
+    "The step of the checkpoint a resume would start from (0: none)."
+    ck = checkpoint_dir(Path(run) / 'checkpoints' / 'last')
+    return torch.load(ck / 'state.pt', weights_only=True)['step'] if has_checkpoint(ck) else 0
+
+
+def launch(tmp_path, p: dict, **env) -> subprocess.Popen:
+    script = tmp_path / 'train_run.py'; script.write_text(SCRIPT)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get('PYTHONPATH', '')]), OMP_NUM_THREADS='1', **env)
+    return subprocess.Popen([sys.executable, str(script), json.dumps(p)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def kill_when(proc, cond, what: str, timeout: float = 240):
+    "SIGKILL `proc` as soon as `cond()` holds; fails if the process ends first."
+    t0 = time.time()
+    while not cond():
+        assert proc.poll() is None, f'the run ended before {what}: {proc.communicate()[0][-2000:]}'
+        assert time.time() - t0 < timeout, f'{what} did not happen'
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGKILL); proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+
+
+def test_kill_9_anywhere_then_resume_is_exact(smoke, tmp_path):
+    "Three SIGKILLs (a random step, between the renames of a save, during a save); resumed, the run equals an uninterrupted one."
+    rng = random.Random(int.from_bytes(os.urandom(4), 'little')); seed = rng.random()
+    proc = launch(tmp_path, params(smoke, tmp_path / 'a')); out = proc.communicate()[0]   # same threads as the killed runs
+    assert proc.returncode == 0, out[-3000:]
+    a = json.loads((tmp_path / 'a' / 'summary.json').read_text())
+    run = tmp_path / 'b'; p = params(smoke, run)
+    # 1. a random moment after a random step
+    r1, pause = rng.randint(1, 3), rng.uniform(0, 0.5)
+    proc = launch(tmp_path, p)
+    kill_when(proc, lambda: len(rows(run)) >= r1 and (time.sleep(pause) or True), f'step {r1}')
+    s1 = ck_step(run); assert s1 < STEPS
+    # 2. between `last` -> `last.old` and `last.tmp` -> `last`: no `last` on disk, the previous checkpoint in `last.old`
+    r2 = s1 + rng.randint(1, 2)
+    proc = launch(tmp_path, p | dict(resume=True), KILL_BETWEEN_RENAMES_AT=str(r2)); out = proc.communicate()[0]
+    assert proc.returncode == -signal.SIGKILL, out[-2000:]
+    ck = run / 'checkpoints'
+    if r2 > 1:
+        assert not (ck / 'last').exists() and (ck / 'last.old' / 'trainable.safetensors').exists() and (ck / 'last.tmp').exists()
+    assert ck_step(run) == r2 - 1
+    # 3. while a checkpoint is written (`last.tmp` exists), two steps later
+    r3 = r2 + 1
+    proc = launch(tmp_path, p | dict(resume=True), SLOW_SAVE='0.3')
+    kill_when(proc, lambda: len(rows(run)) >= r3 and (ck / 'last.tmp').exists(), f'the save of step {r3}')
+    assert ck_step(run) == r3 - 1                                                     # the previous checkpoint loads
+    load_file(checkpoint_dir(ck / 'last') / 'trainable.safetensors')
+    # resume to the end
+    proc = launch(tmp_path, p | dict(resume=True)); out = proc.communicate()[0]
+    assert proc.returncode == 0, out[-3000:]
+    b = json.loads((run / 'summary.json').read_text())
+    wa, wb = (load_file(tmp_path / r / 'checkpoints' / 'last' / 'trainable.safetensors') for r in 'ab')
+    kills = f'kills after step {r1} (+{pause:.2f}s), in the save of {r2}, in the save of {r3}; seed {seed}'
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa), kills
+    la, lb = rows(tmp_path / 'a'), rows(run)
+    assert [r['step'] for r in lb] == [str(i) for i in range(1, STEPS + 1)], kills
+    assert [(r['loss'], r['ce'], r['vt'], r['dev_bleu4']) for r in la] == [(r['loss'], r['ce'], r['vt'], r['dev_bleu4']) for r in lb], kills
+    assert b['steps'] == a['steps'] == STEPS and b['best_dev_bleu4'] == a['best_dev_bleu4']
+    assert sorted(p.name for p in ck.iterdir()) == ['best', 'last']                   # nothing left over

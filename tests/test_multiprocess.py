@@ -1,0 +1,86 @@
+"""Several processes on the existing engine (Accelerate; `torchrun --nproc_per_node 2` gives two gloo processes on CPU):
+extraction writes the store one process would, and training gives one consistent run that loads and evaluates."""
+import csv, hashlib, json, os, shutil, subprocess, sys
+from pathlib import Path
+import pytest, torch
+from safetensors.torch import load_file
+from spamo.features import FeatureStore
+from spamo.model import load_run
+from spamo.evaluate import evaluate_run
+from spamo.testing import smoke_run, toy_manifest
+
+REPO = Path(__file__).resolve().parents[1]
+needs_torchrun = pytest.mark.skipif(shutil.which('torchrun') is None, reason='torchrun not found')
+
+CLI = 'import sys; from spamo.cli import main; sys.exit(main(sys.argv[1:]))'
+
+# Trains on the config in argv[1]; every rank then writes the hashes of the weights it ended with to argv[2]/rank<r>.json:
+# its parameters, and everything a checkpoint holds (parameters and the adapter's norm statistics, which each rank updates itself).
+TRAIN = r'''
+import hashlib, json, sys
+import torch.distributed as dist
+import spamo.train
+from spamo.model import config_from_params
+models, build = [], spamo.train.build_model
+spamo.train.build_model = lambda *a, **kw: models.append(build(*a, **kw)) or models[-1]
+summary = spamo.train.train(config_from_params(**json.loads(sys.argv[1])), progress=False)
+sd, trained = models[0].trainable_state_dict(), {n for n, p in models[0].named_parameters() if p.requires_grad}
+h = lambda keys: hashlib.sha1(b''.join(sd[k].contiguous().numpy().tobytes() for k in sorted(keys))).hexdigest()
+rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+open(f'{sys.argv[2]}/rank{rank}.json', 'w').write(json.dumps(dict(params=h(trained), all=h(sd), world=world, summary=summary)))
+'''
+
+
+def env():
+    return dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get('PYTHONPATH', '')]), OMP_NUM_THREADS='1')
+
+
+def run(args, timeout=400):
+    p = subprocess.run(args, env=env(), capture_output=True, text=True, timeout=timeout)
+    assert p.returncode == 0, (p.stdout[-2000:], p.stderr[-3000:])
+    return p
+
+
+def torchrun(script: Path, *args):
+    return run(['torchrun', '--standalone', '--nproc_per_node', '2', str(script), *map(str, args)])
+
+
+@needs_torchrun
+def test_two_process_extraction_equals_one(tmp_path):
+    "torchrun --nproc_per_node 2 `spamo extract`: the same ids, the same record tensors and a complete index as one process."
+    man = toy_manifest(tmp_path / 'toy', lengths=(3, 12, 17, 20, 9))       # odd count: the shares differ in size
+    cli = tmp_path / 'cli.py'; cli.write_text(CLI)
+    args = ['extract', '--dataset', 'manifest', '--root', man, '--spatial', 'tiny', '--motion', 'tiny', '--recipe', 'spamo', '--no-progress']
+    torchrun(cli, *args, '--out', tmp_path / 'two')
+    run([sys.executable, str(cli), *map(str, args), '--out', str(tmp_path / 'one')])
+    a, b = FeatureStore(tmp_path / 'two'), FeatureStore(tmp_path / 'one')
+    assert sorted(a.ids) == sorted(b.ids) == [f'toy{i:03d}' for i in range(5)]
+    ia, ib = (json.loads((tmp_path / d / 'index.json').read_text()) for d in ('two', 'one'))
+    assert ia['records'] == ib['records'] and ia['settings'] == ib['settings']
+    for i in a.ids:
+        for k in ('spatial', 'motion'): assert torch.equal(a[i][k], b[i][k]), (i, k)
+    assert json.loads((tmp_path / 'two' / 'failures.json').read_text()) == []
+
+
+@needs_torchrun
+def test_two_process_training_is_one_run(tmp_path):
+    "torchrun --nproc_per_node 2 training: both ranks end with the same weights, the main one's checkpoint and log; it loads and evaluates."
+    out = smoke_run().parent
+    params = dict(data_root=str(out / 'data' / 'synthsign'), features=str(out / 'data' / 'features'), llm=str(out / 'llm'),
+                  run_dir=str(tmp_path / 'run'), llm_dtype='fp32', precision='fp32', adapter_hidden=32, vt_warmup_steps=2, max_steps=5,
+                  batch_size=2, lr=1e-3, lr_warmup_steps=2, num_examples=0, eval_every=5, save_every=2, num_beams=2, max_new_tokens=12)
+    script = tmp_path / 'train2.py'; script.write_text(TRAIN)
+    torchrun(script, json.dumps(params), tmp_path)
+    r0, r1 = (json.loads((tmp_path / f'rank{r}.json').read_text()) for r in (0, 1))
+    assert r0['world'] == r1['world'] == 2 and r0['summary'] == r1['summary'] and r0['summary']['steps'] == 5
+    assert r0['params'] == r1['params']                                          # DDP kept the two replicas' weights identical
+    run_dir = tmp_path / 'run'
+    sd = load_file(run_dir / 'checkpoints' / 'last' / 'trainable.safetensors')
+    assert hashlib.sha1(b''.join(sd[k].numpy().tobytes() for k in sorted(sd))).hexdigest() == r0['all']   # the main process's state
+    rows = list(csv.DictReader(open(run_dir / 'log.csv')))
+    assert [r['step'] for r in rows] == ['1', '2', '3', '4', '5'] and [r['stage'] for r in rows[:2]] == ['warmup'] * 2
+    assert rows[-1]['dev_bleu4'] != '' and float(rows[-1]['loss']) > 0
+    model, cfg = load_run(run_dir, 'last')
+    assert cfg.train.max_steps == 5 and not model.training
+    m = evaluate_run(run_dir, 'test', 'best', num_beams=2, progress=False, verbose=False)
+    assert 0 <= m['bleu4'] <= 100 and len(m['hyps']) == len(m['refs']) == 8 and (run_dir / 'eval-test').is_dir()
