@@ -21,7 +21,7 @@ from .llm import LLM_FAMILIES, PromptExamples, build_prompt, join_tokens, llm_wi
 # %% auto #0
 __all__ = ['PATH_FIELDS', 'DataConfig', 'ModelConfig', 'TrainConfig', 'RunConfig', 'config_fields', 'config_from_params', 'SpaMo',
            'build_model', 'rng_state', 'set_rng_state', 'save_checkpoint', 'checkpoint_dir', 'has_checkpoint',
-           'load_checkpoint', 'FeatureData', 'translate_data', 'prompt_examples', 'load_run', 'read_weights']
+           'read_weights', 'load_checkpoint', 'FeatureData', 'translate_data', 'prompt_examples', 'load_run']
 
 # %% ../nbs/05a_model.ipynb #6bb6f62f
 @dataclass
@@ -282,6 +282,16 @@ def checkpoint_dir(path) -> Path:
 
 def has_checkpoint(path) -> bool: return (checkpoint_dir(path) / 'trainable.safetensors').exists()
 
+def read_weights(path) -> dict:
+    "The trained weights of a checkpoint folder; a damaged file raises ValueError naming it and what to do."
+    from safetensors.torch import load_file
+    f = Path(path) / 'trainable.safetensors'
+    if not f.exists(): raise FileNotFoundError(f"no checkpoint at {path} (trainable.safetensors missing)")
+    try: return load_file(f)
+    except Exception as e:
+        raise ValueError(f"{f}: damaged weights file ({type(e).__name__}: {str(e)[:200]}); load another checkpoint of the run "
+                         "(checkpoint='last' or 'best') or train it again") from None
+
 def load_checkpoint(path, model: SpaMo, opt=None, sched=None) -> dict:
     "Load trained weights (and, given them, optimizer and scheduler state) from a checkpoint folder; returns its state."
     path = checkpoint_dir(path)
@@ -351,13 +361,3 @@ def load_run(run_dir, # a run directory written by `train`
     model = build_model(cfg.model, cfg.model.spatial_dim, cfg.model.motion_dim, device)
     model.load_trainable(read_weights(ck))      # inference reads the weights only, not the optimizer state
     return model.eval(), cfg
-
-def read_weights(path) -> dict:
-    "The trained weights of a checkpoint folder; a damaged file raises ValueError naming it and what to do."
-    from safetensors.torch import load_file
-    f = Path(path) / 'trainable.safetensors'
-    if not f.exists(): raise FileNotFoundError(f"no checkpoint at {path} (trainable.safetensors missing)")
-    try: return load_file(f)
-    except Exception as e:
-        raise ValueError(f"{f}: damaged weights file ({type(e).__name__}: {str(e)[:200]}); load another checkpoint of the run "
-                         "(checkpoint='last' or 'best') or train it again") from None
