@@ -98,10 +98,10 @@ def load_table(name) -> TableSpec:
 def table_names() -> list[str]: return sorted(p.stem for p in tables_dir().glob('*.yaml'))
 
 # %% ../nbs/11_reproduce.ipynb #r11a0010
-MINIATURE = dict(n_train=300, n_dev=40, n_test=60, size=64, seed=0,  # SynthSign videos per split, frame size
-                 pretrain_steps=300, max_steps=240, d_model=128,       # tiny T5 denoising steps, SA + LoRA updates, T5 width
-                 train={})                                            # RunConfig overrides on top of demo_config
-SMOKE = MINIATURE | dict(n_train=24, n_dev=8, n_test=8, size=32, pretrain_steps=30, max_steps=4,
+MINIATURE = dict(n_train=160, n_dev=20, n_test=40, size=64, seed=0,  # SynthSign videos per split, frame size
+                 pretrain_steps=200, max_steps=200, d_model=128,       # tiny T5 denoising steps, SA + LoRA updates, T5 width
+                 evals=2, train={})                                   # dev evaluations per run; RunConfig overrides on top of demo_config
+SMOKE = MINIATURE | dict(n_train=24, n_dev=8, n_test=8, size=32, pretrain_steps=30, max_steps=4, evals=2,
                          train=dict(batch_size=4, adapter_hidden=64, max_new_tokens=16))
 
 def _flat(cfg) -> dict: return {k: v for part in cfg.to_dict().values() for k, v in part.items()}
@@ -238,7 +238,7 @@ def plan_row(spec: TableSpec, row: Row, out: Path, sizes: dict | None = None, pr
         root, store = data / 'synthsign', data / 'features'
         prep['data'] = (str(data), lambda: _mini_data(data, sizes))
         prep['llm'] = (f"llm {s['llm']} on {data.name}", lambda: mini_llm(_sentences(root), s['llm'], shared, sizes['seed']))
-        t = _flat(_demo_config(sizes['max_steps'])) | t | dict(data_root=str(root), features=str(store), seed=sizes['seed'])
+        t = _flat(_demo_config(sizes['max_steps'], sizes['evals'])) | t | dict(data_root=str(root), features=str(store), seed=sizes['seed'])
         dataset = 'phoenix14t'
     else:
         dataset, root, store = t.get('dataset', 'phoenix14t'), t.get('data_root', ''), t.get('features', '')
@@ -258,9 +258,12 @@ def plan_row(spec: TableSpec, row: Row, out: Path, sizes: dict | None = None, pr
 def _slug(name: str) -> str: return ''.join(c if c.isalnum() else '-' for c in name.lower()).strip('-')[:40]
 
 # %% ../nbs/11_reproduce.ipynb #r11a0023
-def _demo_config(max_steps: int):
+def _demo_config(max_steps: int, evals: int):
+    "The demo's training settings at `max_steps`, with `evals` dev evaluations (and checkpoints) instead of five."
     from spamo.demo import demo_config
-    return demo_config(max_steps)
+    cfg, every = demo_config(max_steps), max(1, max_steps // evals)
+    cfg.train.eval_every = cfg.train.save_every = every
+    return cfg
 
 def _mini_data(data: Path, sizes: dict) -> Path:
     from spamo.demo import prepare_synthsign
