@@ -241,6 +241,7 @@ def plan_row(spec: TableSpec, row: Row, out: Path, sizes: dict | None = None, pr
         t = _flat(_demo_config(sizes['max_steps'], sizes['evals'])) | t | dict(data_root=str(root), features=str(store), seed=sizes['seed'])
         dataset = 'phoenix14t'
     else:
+        t |= {k: str(Path(t[k]).resolve()) for k in ('data_root', 'features', 'translations') if t.get(k)}  # jobs run in the run dir
         dataset, root, store = t.get('dataset', 'phoenix14t'), t.get('data_root', ''), t.get('features', '')
         if 'from_config' in s['llm']: prep['llm'] = (f"random {s['llm']['from_config']}", lambda: random_llm(s['llm']['from_config'], shared))
     if s['features']:
