@@ -63,7 +63,7 @@ def test_smoke_miniature_skips_finished_rows_and_reports_failures(tmp_path):
 
 JOBS = {  # job notebook -> papermill parameters of a smoke run
     '02a_features.ipynb': {}, '06_train.ipynb': {}, '07_evaluate.ipynb': {}, '08_visual_tokens.ipynb': {'max_points': 200},
-    '09_demo.ipynb': {'n_train': 24, 'max_steps': 4, 'pretrain_seconds': 1.0},
+    '09_demo.ipynb': {'max_steps': 4, 'pretrain_seconds': 1.0},
 }
 
 @pytest.mark.parametrize('nb', list(JOBS))
