@@ -239,10 +239,12 @@ def plan_row(spec: TableSpec, row: Row, out: Path, sizes: dict | None = None, pr
         prep['data'] = (str(data), lambda: _mini_data(data, sizes))
         prep['llm'] = (f"llm {s['llm']} on {data.name}", lambda: mini_llm(_sentences(root), s['llm'], shared, sizes['seed']))
         t = _flat(_demo_config(sizes['max_steps'], sizes['evals'])) | t | dict(data_root=str(root), features=str(store), seed=sizes['seed'])
+        t['llm'] = '<shared tiny T5 ' + ' '.join(f'{k}={v}' for k, v in s['llm'].items()) + '>'  # its folder, once built
         dataset = 'phoenix14t'
     else:
         t |= {k: str(Path(t[k]).resolve()) for k in ('data_root', 'features', 'translations') if t.get(k)}  # jobs run in the run dir
         dataset, root, store = t.get('dataset', 'phoenix14t'), t.get('data_root', ''), t.get('features', '')
+        if 'from_config' in s['llm']: t['llm'] = f"<shared random {s['llm']['from_config']}>"
         if 'from_config' in s['llm']: prep['llm'] = (f"random {s['llm']['from_config']}", lambda: random_llm(s['llm']['from_config'], shared))
     if s['features']:
         f = dict(recipe='spamo' if sizes is not None else 'official') | s['features']
