@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_motion.ipynb #3088676c
 from __future__ import annotations
-import math
+import json, math
 import numpy as np
 import torch
 from torch import nn
@@ -15,8 +15,8 @@ from .spatial import (as_frames, resize_crop, normalize, default_batch, resolve_
                            check_recipe, ImageProcessing, image_processing, process_images, last_hidden)
 
 # %% auto #0
-__all__ = ['POOLINGS', 'MOTION', 'clip_windows', 'clip_indices', 'HFVideo', 'videomae_backbone', 'motion_family',
-           'videomae_processing', 'motion_backbone', 'MotionEncoder']
+__all__ = ['POOLINGS', 'MOTION', 'clip_windows', 'clip_indices', 'HFVideo', 'videomae_backbone', 'VJEPA2Video', 'has_vjepa2',
+           'vjepa2_backbone', 'motion_family', 'videomae_processing', 'motion_backbone', 'MotionEncoder']
 
 # %% ../nbs/02_motion.ipynb #4bddf839
 def clip_windows(T:int, # frames in the video
@@ -53,7 +53,7 @@ class HFVideo(nn.Module):
     def set_attention(self, impl:str): self.model.set_attn_implementation(impl)
 
 # %% ../nbs/02_motion.ipynb #3662a4bc
-MOTION = Registry('motion encoder', hint="a transformers VideoMAE id, folder or VideoMAEConfig")
+MOTION = Registry('motion encoder', hint="a transformers VideoMAE or V-JEPA 2 id, folder or config")
 MOTION.register('tiny', 'spamo.demo:tiny_motion')   # the demo's tiny VideoMAE, imported on first use
 
 @MOTION.register('videomae')
@@ -63,11 +63,44 @@ def videomae_backbone(model, seed:int=0) -> HFVideo:
     if isinstance(model, str): return HFVideo(VideoMAEModel.from_pretrained(model))
     return seeded(lambda: HFVideo(VideoMAEModel(model)), seed)
 
+# %% ../nbs/02_motion.ipynb #r2vj0002
+class VJEPA2Video(nn.Module):
+    "A transformers V-JEPA 2 encoder over clips: (B, clip_len, 3, S, S) -> (B, 1 + tokens, d), the tokens' mean first."
+    def __init__(self, model:nn.Module, clip_len:int=16, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+        super().__init__()
+        c = model.config
+        self.model, self.clip_len, self.image_size, self.width, self.mean, self.std = model, clip_len, c.crop_size, c.hidden_size, mean, std
+        self.tokens = 1 + (clip_len // c.tubelet_size) * (c.crop_size // c.patch_size) ** 2
+    def forward(self, x:torch.Tensor) -> torch.Tensor:
+        h = self.model(pixel_values_videos=x, skip_predictor=True).last_hidden_state
+        return torch.cat([h.mean(1, keepdim=True), h], 1)
+    def set_attention(self, impl:str):
+        try: self.model.set_attn_implementation(impl)
+        except (ValueError, AttributeError): pass   # a transformers without this attention for V-JEPA 2 keeps its default
+
+def has_vjepa2() -> bool:
+    "Whether the installed transformers builds V-JEPA 2."
+    import transformers
+    return hasattr(transformers, 'VJEPA2Model')
+
+@MOTION.register('vjepa2')
+def vjepa2_backbone(model, seed:int=0) -> VJEPA2Video:
+    "A `VJEPA2Model` by hub id or local folder, or from a `VJEPA2Config` with random weights (seeded)."
+    import transformers
+    if not has_vjepa2(): raise ImportError(f'V-JEPA 2 needs transformers >= 4.53 (VJEPA2Model); installed: {transformers.__version__}')
+    if isinstance(model, str): return VJEPA2Video(transformers.VJEPA2Model.from_pretrained(model))
+    return seeded(lambda: VJEPA2Video(transformers.VJEPA2Model(model)), seed)
+
 # %% ../nbs/02_motion.ipynb #c1045df2
 def motion_family(model) -> str:
-    "The `MOTION` entry that builds `model`: its own name, else 'videomae' for ids, folders and configs."
+    "The `MOTION` entry that builds `model`: its own name, 'vjepa2' for V-JEPA 2 ids, folders and configs, else 'videomae'."
     if model in MOTION: return model
-    if not isinstance(model, str) or '/' in model or Path(model).expanduser().is_dir(): return 'videomae'
+    if not isinstance(model, str): return 'vjepa2' if getattr(model, 'model_type', '') == 'vjepa2' else 'videomae'
+    folder = Path(model).expanduser()
+    if folder.is_dir():
+        cfg = folder / 'config.json'
+        return 'vjepa2' if cfg.exists() and json.loads(cfg.read_text()).get('model_type') == 'vjepa2' else 'videomae'
+    if '/' in model: return 'vjepa2' if 'vjepa2' in model.lower() else 'videomae'
     raise MOTION.unknown(model)
 
 def videomae_processing(size:int) -> ImageProcessing:
@@ -103,9 +136,10 @@ class MotionEncoder(nn.Module):
     def from_name(cls, model='MCG-NJU/videomae-large', stride:int=8, pooling:str='first', seed:int=0, recipe:str='spamo'):
         "Build from a `MOTION` name, a transformers id / folder, or a `VideoMAEConfig` (random weights)."
         name = model if isinstance(model, str) else type(model).__name__
-        hub = isinstance(model, str) and motion_family(model) == 'videomae'
+        fam = motion_family(model)
+        hub = isinstance(model, str) and fam in ('videomae', 'vjepa2')
         weights = model if hub else f'random(seed={seed})'
-        proc = image_processing(model) if check_recipe(recipe) == 'official' and hub else None
+        proc = image_processing(model) if check_recipe(recipe) == 'official' and hub and fam == 'videomae' else None
         return cls(motion_backbone(model, seed), stride, pooling, name, weights, recipe=recipe, processing=proc)
 
     @property

@@ -1,0 +1,90 @@
+"""`spamo reproduce`: the table specs, the dry run of every table, a smoke miniature through the real papermill jobs
+(CSV, skipping finished rows, a failed row reported), and the job notebooks run from any folder."""
+import contextlib, io, json, os, subprocess, sys
+from pathlib import Path
+import pandas as pd, pytest, yaml
+from spamo.reproduce import SMOKE, load_table, reproduce, reproduce_cli, table_names
+
+REPO = Path(__file__).resolve().parents[1]
+slow = pytest.mark.skipif(not os.environ.get('SPAMO_SLOW'), reason='a whole miniature table (minutes on a CPU): set SPAMO_SLOW=1')
+ENV = os.environ | {'PYTHONPATH': os.pathsep.join(filter(None, [str(REPO), os.environ.get('PYTHONPATH')]))}
+
+
+def test_every_paper_table_has_a_spec():
+    assert table_names() == sorted(['table1', 'table2', 'table3', 'table4', 'table5', 'table7', 'table9', 'table10', 'figure4'])
+    t3 = load_table('table3')
+    assert [r.paper.get('bleu4') for r in t3.rows] == [21.11, 8.36, 22.26, 24.32, None]
+    assert load_table('table2').rows[0].paper['bleurt'] == 42.23 and load_table('table5').rows[1].paper['kde_entropy'] == 0.12
+
+
+def test_unknown_keys_are_refused_naming_the_file(tmp_path):
+    spec = dict(table='x', title='x', config='configs/phoenix14t.yaml', metrics=['bleu4'], rows=[dict(name='a', train=dict(lr_max=1))])
+    (tmp_path / 'x.yaml').write_text(yaml.safe_dump(spec))
+    with pytest.raises(ValueError, match=r"x\.yaml: unknown key\(s\) \['lr_max'\]"): load_table(tmp_path / 'x.yaml')
+
+
+@pytest.mark.parametrize('mode', [[], ['--miniature'], ['--num-processes', '8']], ids=['full', 'miniature', 'multi-gpu'])
+def test_dry_run_prints_every_tables_jobs(mode, tmp_path):
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf): assert reproduce_cli(['all', '--dry-run', '--out', str(tmp_path), *mode]) == 0
+    out = buf.getvalue()
+    for name in table_names():
+        spec = load_table(name)
+        for r in spec.rows:
+            assert f'# {name}: {r.name}' in out, (name, r.name)
+    train = 'spamo.cli train' if mode[:1] == ['--num-processes'] else 'papermill ' + str(REPO / 'nbs' / '06_train.ipynb')
+    assert out.count(train) == sum(r.run for n in table_names() for r in load_table(n).rows)
+    assert out.count('07_evaluate.ipynb') == out.count(train)
+    assert '08_visual_tokens.ipynb' in out and ('spamo.cli extract' if mode[:1] == ['--num-processes'] else '02a_features.ipynb') in out
+    assert not list(tmp_path.iterdir())  # a dry run writes nothing
+
+
+def test_smoke_miniature_skips_finished_rows_and_reports_failures(tmp_path):
+    "Two rows of Table 3 at smoke size through papermill; a re-run skips the finished row; a broken row fails alone."
+    spec = yaml.safe_load((REPO / 'configs' / 'tables' / 'table3.yaml').read_text())
+    rows = {r['name']: r for r in spec['rows']}
+    spec['rows'] = [rows['ME'], rows['SE + ME + VT-Align'], dict(name='broken', train=dict(adapter='no-such-adapter'))]
+    (tmp_path / 'mini3.yaml').write_text(yaml.safe_dump(spec))
+    args = [str(tmp_path / 'mini3.yaml'), '--smoke', '--out', str(tmp_path / 'results')]
+    assert reproduce_cli(args + ['--rows', 'ME', 'broken']) == 1                       # a failed row: exit status 1
+    csv = tmp_path / 'results' / 'table3-miniature.csv'
+    df = pd.read_csv(csv)
+    assert list(df.row) == ['ME', 'broken'] and list(df.status) == ['done', 'failed']
+    assert 'no-such-adapter' in df.error[1] and 0 <= df.bleu4[0] <= 100 and df.bleu4_paper[0] == 8.36
+    for c in ['bleu1', 'bleu1_paper', 'bleu4', 'bleu4_paper', 'rouge_l', 'rouge_l_paper', 'protocol', 'signature', 'run_dir']: assert c in df, c
+    assert df.protocol[0] == 'slt' and df.signature[0].startswith('nrefs:1|case:mixed')
+    run, first = Path(df.run_dir[0]), df.bleu4[0]
+    for nb in ('train.ipynb', 'evaluate.ipynb'): assert (run / nb).exists(), nb   # the executed copies stay with the run
+    assert reproduce_cli(args) == 1                                                  # all three rows
+    df = pd.read_csv(csv)
+    assert list(df.status) == ['skipped', 'done', 'failed']
+    assert df.bleu4[0] == first and (tmp_path / 'results' / 'table3-miniature.png').stat().st_size > 5000
+
+
+JOBS = {  # job notebook -> papermill parameters of a smoke run
+    '02a_features.ipynb': {}, '06_train.ipynb': {}, '07_evaluate.ipynb': {}, '08_visual_tokens.ipynb': {'max_points': 200},
+    '09_demo.ipynb': {'max_steps': 4, 'pretrain_seconds': 1.0},
+}
+
+@pytest.mark.parametrize('nb', list(JOBS))
+def test_job_notebook_runs_from_any_folder(nb, tmp_path):
+    "papermill with `--cwd` a fresh folder: the job finds nothing relative to nbs/ and exports nothing."
+    ps = [x for k, v in JOBS[nb].items() for x in ('-p', k, str(v))]
+    cwd = tmp_path / 'elsewhere'; cwd.mkdir()
+    r = subprocess.run([sys.executable, '-m', 'papermill', str(REPO / 'nbs' / nb), str(tmp_path / 'out.ipynb'), *ps, '--cwd', str(cwd)],
+                       capture_output=True, text=True, env=ENV, cwd=cwd)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert not (cwd / 'spamo').exists() and not (tmp_path / 'spamo').exists()
+
+
+@slow
+@pytest.mark.parametrize('table', table_names())
+def test_miniature(table, tmp_path):
+    "Every table's miniature on SynthSign (SPAMO_SLOW=1): all rows run; Table 3's full model beats motion-only and blind."
+    out = tmp_path / 'results'
+    assert reproduce_cli([table, '--miniature', '--out', str(out)]) == 0
+    df = pd.read_csv(out / f'{table}-miniature.csv').set_index('row')
+    assert set(df.status) <= {'done', 'paper only'}
+    if table == 'table3':
+        full = df.loc['SE + ME + VT-Align', 'bleu4']
+        assert full > df.loc['ME', 'bleu4'] and full > df.loc['blind baseline (prompt only)', 'bleu4'], df.bleu4
