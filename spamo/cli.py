@@ -19,6 +19,7 @@ COMMANDS = {  # command -> (module, function, one-line help)
     'translate': ('spamo.translate', 'translate_cli', 'translate raw videos with a trained run'),
     'import-features': ('spamo.features', 'import_features_cli', "import the SpaMo authors' released .npy features into a feature store"),
     'translations': ('spamo.translations', 'translations_cli', 'write the side file of example translations for the prompt'),
+    'reproduce': ('spamo.reproduce', 'reproduce_cli', "run a paper table (configs/tables) as papermill jobs, ours beside the paper's; --miniature on a CPU"),
     'import-checkpoint': ('spamo.release', 'import_checkpoint_cli', "turn the authors' spamo.ckpt into a run directory (nothing in it runs)"),
 }
 
