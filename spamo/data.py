@@ -11,10 +11,10 @@ import numpy as np
 from .video import IMAGE_EXTS, VideoError, frame_files, load_decord, read_video   # re-exported: spamo.data is where users look
 
 # %% auto #0
-__all__ = ['LANGUAGES', 'NATIVE_NAMES', 'PHOENIX_FIELDS', 'H2S_COLUMNS', 'LOADERS', 'language_code', 'Sample', 'read_sample',
-           'iter_samples', 'read_samples', 'norm_split', 'read_phoenix_csv', 'load_phoenix14t', 'read_how2sign_csv',
-           'load_how2sign', 'load_plain_pickle', 'read_csl_labels', 'read_csl_split', 'load_csl_daily', 'read_text',
-           'load_manifest', 'load_dataset']
+__all__ = ['LANGUAGES', 'NATIVE_NAMES', 'PHOENIX_FIELDS', 'H2S_COLUMNS', 'PLAIN_GLOBALS', 'NUMPY_GLOBALS', 'LOADERS',
+           'language_code', 'Sample', 'read_sample', 'iter_samples', 'read_samples', 'norm_split', 'read_phoenix_csv',
+           'load_phoenix14t', 'read_how2sign_csv', 'load_how2sign', 'PlainUnpickler', 'load_plain_pickle',
+           'read_csl_labels', 'read_csl_split', 'load_csl_daily', 'read_text', 'load_manifest', 'load_dataset']
 
 # %% ../nbs/00_data.ipynb #a166198f
 LANGUAGES = {'de': 'German', 'en': 'English', 'zh': 'Chinese', 'fr': 'French', 'es': 'Spanish', 'it': 'Italian',
@@ -176,18 +176,22 @@ def load_how2sign(root_or_csv, # a realigned CSV file, or a folder holding it (d
     return out
 
 # %% ../nbs/00_data.ipynb #6074393b
-_SAFE_BUILTINS = {('builtins', n) for n in 'dict list tuple set frozenset str bytes bytearray int float complex bool slice range'.split()}
+PLAIN_GLOBALS = {('builtins', n) for n in 'dict list tuple set frozenset str bytes bytearray int float complex bool slice range'.split()} | {('collections', 'OrderedDict')}
+NUMPY_GLOBALS = {(m, n) for m in ('numpy.core.multiarray', 'numpy._core.multiarray') for n in ('_reconstruct', 'scalar')} | {('numpy', 'ndarray'), ('numpy', 'dtype')}
 
-class _PlainUnpickler(pickle.Unpickler):
+class PlainUnpickler(pickle.Unpickler):
+    "Rebuilds only plain builtins (and the `extra` globals, e.g. `NUMPY_GLOBALS`); any other global is refused, so nothing runs."
+    def __init__(self, f, extra=frozenset()): super().__init__(f); self.allowed = PLAIN_GLOBALS | set(extra)
     def find_class(self, module, name):
-        if (module, name) in _SAFE_BUILTINS | {('collections', 'OrderedDict')}: return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name}: only plain builtins are allowed")
+        if (module, name) in self.allowed: return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refused {module}.{name}: refusing to load anything but plain builtins"
+                                     f"{' and NumPy arrays' if NUMPY_GLOBALS <= self.allowed else ''}; nothing was executed")
 
 def load_plain_pickle(path):
     "Unpickle a (possibly gzip-compressed) file holding only plain builtins; any class raises UnpicklingError."
     data = Path(path).read_bytes()
     if data[:2] == b'\x1f\x8b': data = gzip.decompress(data)
-    try: return _PlainUnpickler(io.BytesIO(data)).load()
+    try: return PlainUnpickler(io.BytesIO(data)).load()
     except pickle.UnpicklingError as e: raise pickle.UnpicklingError(f"{path}: {e}") from None
 
 # %% ../nbs/00_data.ipynb #d8aa6035

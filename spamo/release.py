@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse, json, pickle, sys, zipfile
 from pathlib import Path
 import torch
+from .data import NUMPY_GLOBALS, PLAIN_GLOBALS
 from .model import RunConfig, config_from_params, build_model
 
 # %% auto #0
@@ -28,9 +29,7 @@ INERT = ('omegaconf', 'pytorch_lightning', 'lightning', 'lightning_fabric', 'typ
 _STORAGES = {f'{n}Storage': d for n, d in dict(Float=torch.float32, Double=torch.float64, Half=torch.float16, BFloat16=torch.bfloat16,
              Long=torch.int64, Int=torch.int32, Short=torch.int16, Char=torch.int8, Byte=torch.uint8, Bool=torch.bool).items()}
 _REBUILD = {('torch._utils', n) for n in ('_rebuild_tensor_v2', '_rebuild_tensor', '_rebuild_parameter')}
-_PLAIN = {('collections', 'OrderedDict'), ('torch', 'Size'), *{('builtins', n) for n in ('set', 'frozenset', 'slice', 'complex')},
-          *{(m, n) for m in ('numpy.core.multiarray', 'numpy._core.multiarray') for n in ('_reconstruct', 'scalar')},
-          ('numpy', 'ndarray'), ('numpy', 'dtype')}
+_PLAIN = PLAIN_GLOBALS | NUMPY_GLOBALS | {('torch', 'Size')}   # the allowlist spamo.data reads plain pickles with, and torch.Size
 
 # %% ../nbs/05c_release.ipynb #56b295bb
 class SafeUnpickler(pickle.Unpickler):

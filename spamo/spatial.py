@@ -17,9 +17,9 @@ from .registry import Registry
 # %% auto #0
 __all__ = ['CLIP_MEAN', 'CLIP_STD', 'IMAGENET_MEAN', 'IMAGENET_STD', 'RECIPES', 'MODES', 'SPATIAL', 'DTYPES', 'as_frames',
            'resize_to', 'resize_crop', 'normalize', 'check_recipe', 'ImageProcessing', 'image_processing',
-           'resized_side', 'process_images', 's2_split', 's2_merge', 'last_hidden', 'OpenClipCLS', 'HFCLS', 'seeded',
-           'open_clip_backbone', 'hf_backbone', 'spatial_family', 'spatial_backbone', 'cpu_has_bf16', 'resolve_dtype',
-           'default_batch', 'SpatialEncoder', 's2_images']
+           'resized_side', 'processor_crop', 'process_images', 's2_split', 's2_merge', 'last_hidden', 'OpenClipCLS',
+           'HFCLS', 'seeded', 'open_clip_backbone', 'hf_backbone', 'spatial_family', 'spatial_backbone', 'cpu_has_bf16',
+           'resolve_dtype', 'default_batch', 'SpatialEncoder', 's2_images']
 
 # %% ../nbs/01_spatial.ipynb #3665ec61
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -122,16 +122,20 @@ def resized_side(hw:tuple, short:int) -> tuple:
     h, w = hw
     return (int(short * h / w), short) if w <= h else (short, int(short * w / h))
 
+def processor_crop(x:torch.Tensor, # uint8 (B, 3, H, W) frames
+                   p:ImageProcessing) -> torch.Tensor: # uint8 (B, 3, *p.crop)
+    "The resize and center-crop steps of an image processor, on uint8 frames."
+    if p.resize: x = resize_to(x, resized_side(x.shape[-2:], p.size) if isinstance(p.size, int) else p.size, p.mode)
+    if not p.center_crop: return x
+    (H, W), (ch, cw) = x.shape[-2:], p.crop
+    if ch > H or cw > W: raise ValueError(f'center crop {p.crop} is larger than the resized frame {(H, W)}')
+    t, l = int((H - ch) / 2), int((W - cw) / 2)
+    return x[..., t:t + ch, l:l + cw]
+
 def process_images(x:torch.Tensor, # uint8 (B, 3, H, W) frames
                    p:ImageProcessing) -> torch.Tensor: # float32 (B, 3, *p.crop)
     "Frames through an image processor's steps, in torch on their device."
-    if p.resize: x = resize_to(x, resized_side(x.shape[-2:], p.size) if isinstance(p.size, int) else p.size, p.mode)
-    if p.center_crop:
-        (H, W), (ch, cw) = x.shape[-2:], p.crop
-        if ch > H or cw > W: raise ValueError(f'center crop {p.crop} is larger than the resized frame {(H, W)}')
-        t, l = int((H - ch) / 2), int((W - cw) / 2)
-        x = x[..., t:t + ch, l:l + cw]
-    x = x.float() * (p.scale if p.rescale else 1.0)
+    x = processor_crop(x, p).float() * (p.scale if p.rescale else 1.0)
     if not p.normalize: return x
     mean, std = (torch.tensor(v, device=x.device)[:, None, None] for v in (p.mean, p.std))
     return (x - mean) / std

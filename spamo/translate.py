@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from .data import IMAGE_EXTS, LANGUAGES, VideoError, frame_files, load_dataset, read_video, load_decord
-from .spatial import SpatialEncoder, as_frames, resize_crop, resize_to, resized_side, check_recipe
+from .spatial import SpatialEncoder, as_frames, resize_crop, processor_crop, check_recipe
 from .motion import MotionEncoder
 from .features import FeatureStore, store_settings, recipe_of, setting
 from .adapter import collate_features
@@ -84,11 +84,7 @@ def decode_size(hw:tuple, # (H, W) of the source frames
 def motion_frames(motion:MotionEncoder, x:torch.Tensor) -> torch.Tensor:
     "uint8 frames (T, 3, S, S) shrunk for the motion encoder as its own preprocessing does (the official recipe: its processor's resize and crop)."
     p = motion.processing if motion.recipe == 'official' else None
-    if p is None or not p.resize: return resize_crop(x, motion.image_size)
-    x = resize_to(x, resized_side(x.shape[-2:], p.size) if isinstance(p.size, int) else p.size, p.mode)
-    (H, W), (ch, cw) = x.shape[-2:], p.crop
-    t, l = int((H - ch) / 2), int((W - cw) / 2)
-    return x[..., t:t + ch, l:l + cw]
+    return resize_crop(x, motion.image_size) if p is None or not p.resize else processor_crop(x, p)
 
 def video_features(path, # video file, frame folder or glob of images
                    spatial:SpatialEncoder, motion:MotionEncoder, # the run's encoders

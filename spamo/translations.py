@@ -7,25 +7,15 @@ from __future__ import annotations
 import argparse, io, json, pickle, sys
 from pathlib import Path
 import numpy as np
-from .data import LANGUAGES, load_dataset
+from .data import LANGUAGES, NUMPY_GLOBALS, PlainUnpickler, load_dataset
 from .llm import load_translations
 
 # %% auto #0
-__all__ = ['NLLB_CODES', 'InfoUnpickler', 'load_npy_pickle', 'read_info_ml', 'write_translations', 'machine_translate',
-           'translations_cli']
+__all__ = ['NLLB_CODES', 'load_npy_pickle', 'read_info_ml', 'write_translations', 'machine_translate', 'translations_cli']
 
 # %% ../nbs/05d_translations.ipynb #37bf0d14
-_NUMPY_OK = {(m, n) for m in ('numpy.core.multiarray', 'numpy._core.multiarray') for n in ('_reconstruct', 'scalar')} | {('numpy', 'ndarray'), ('numpy', 'dtype')}
-_BUILTINS_OK = {('builtins', n) for n in 'dict list tuple set frozenset str bytes bytearray int float complex bool slice range'.split()}
-
-class InfoUnpickler(pickle.Unpickler):
-    "Plain builtins and NumPy arrays only; any other global is refused, so nothing in the file runs."
-    def find_class(self, module, name):
-        if (module, name) in _NUMPY_OK | _BUILTINS_OK | {('collections', 'OrderedDict')}: return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refused {module}.{name}: only plain builtins and NumPy arrays are read (nothing was executed)")
-
 def load_npy_pickle(path):
-    "The object stored in a pickled `.npy` file (an object array; its item when 0-d), read with `InfoUnpickler`."
+    "The object stored in a pickled `.npy` file (an object array; its item when 0-d): plain builtins and NumPy arrays only."
     path = Path(path)
     with path.open('rb') as f:
         try:
@@ -34,7 +24,7 @@ def load_npy_pickle(path):
             _, _, dtype = read(f)
         except ValueError as e: raise ValueError(f'{path}: not a .npy file ({e})') from None
         if dtype != object: return np.load(path, allow_pickle=False)
-        try: a = InfoUnpickler(f).load()
+        try: a = PlainUnpickler(f, NUMPY_GLOBALS).load()
         except (pickle.UnpicklingError, EOFError) as e: raise pickle.UnpicklingError(f'{path}: {e}') from None
     return a.item() if isinstance(a, np.ndarray) and a.shape == () else a
 
