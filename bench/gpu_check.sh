@@ -2,25 +2,28 @@
 # One GPU check, under 8 minutes on one GPU (H100/H200 class), appending its sections to bench/RESULTS.md.
 usage() {
   cat <<'TXT'
-usage: bash bench/gpu_check.sh [--out FILE] [--skip-miniature]
+usage: bash bench/gpu_check.sh [--out FILE] [--skip-miniature] [--skip-qlora]
 
 Run from the repository root on a machine with a CUDA GPU (nothing is downloaded):
   1. the extraction benchmark on CUDA          python bench/bench_extract.py --device cuda
   2. one LoRA step at the Flan-T5-XL shape     python bench/bench_llm_step.py --device cuda --batch-size 8 --steps 3
-  3. the Table 3 miniature on CUDA in bf16     spamo reproduce table3 --miniature (precision/llm_dtype bf16)
-Each step has its own time limit (100, 150 and 210 s: under 8 minutes in all); a step that fails or times out is recorded as such and
+  3. a 4-bit QLoRA step, Qwen2.5-1.5B shape    python bench/bench_llm_step.py --device cuda --batch-size 8 --steps 3 --family causal --quant 4bit
+     (random weights from its config; needs `pip install bitsandbytes`)
+  4. the Table 3 miniature on CUDA in bf16     spamo reproduce table3 --miniature (precision/llm_dtype bf16)
+Each step has its own time limit (100, 150, 120 and 210 s: under 10 minutes in all; --skip-qlora: under 8); a step that fails or times out is recorded as such and
 the others still run. Output goes to bench/RESULTS.md (a dated section per step; --out FILE writes elsewhere),
 logs to bench/gpu_check-logs/. Exit status: the number of failed steps.
   PYTHONPATH=$PWD bash bench/gpu_check.sh           # use this checkout rather than an installed spamo
 TXT
 }
 set -u
-OUT=bench/RESULTS.md; MINI=1
+OUT=bench/RESULTS.md; MINI=1; QLORA=1
 while [ $# -gt 0 ]; do
   case "$1" in
     -h|--help) usage; exit 0 ;;
     --out) OUT="$2"; shift ;;
     --skip-miniature) MINI=0 ;;
+    --skip-qlora) QLORA=0 ;;
     *) echo "gpu_check.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
   esac
   shift
@@ -52,6 +55,7 @@ step() {  # step NAME LIMIT_S COMMAND...: run with a time limit, append a sectio
 
 step extract 100 python bench/bench_extract.py --device cuda
 step llm-step-xl-batch8 150 python bench/bench_llm_step.py --device cuda --dtype bf16 --batch-size 8 --steps 3
+[ "$QLORA" = 1 ] && step llm-step-qwen2.5-1.5b-4bit-batch8 120 python bench/bench_llm_step.py --device cuda --batch-size 8 --steps 3 --family causal --quant 4bit
 if [ "$MINI" = 1 ]; then
   # `spamo reproduce table3 --miniature --train precision bf16 --train llm_dtype bf16`, without needing the CLI entry
   step table3-miniature-bf16 210 python -c "import sys; from spamo.reproduce import reproduce_cli; sys.exit(reproduce_cli(

@@ -13,15 +13,16 @@ from .data import LANGUAGES, load_dataset
 from .spatial import OpenClipCLS, seeded
 from .motion import HFVideo
 from .features import extract
-from .llm import build_prompt
+from .llm import Causal, build_prompt, pad_right
 from .model import RunConfig, config_fields, config_from_params, has_checkpoint
 from .train import train
 from .evaluate import evaluate_run
 
 # %% auto #0
-__all__ = ['TINY_CLIP', 'SPECIALS', 'DEMO', 'DEMO_TRAINING', 'tiny_spatial', 'tiny_videomae_config', 'tiny_motion',
-           'train_tokenizer', 'tiny_t5', 'mask_words', 'pretrain_denoiser', 'prepare_synthsign', 'prepare_tiny_llm',
-           'demo_config', 'demo', 'demo_cli']
+__all__ = ['TINY_CLIP', 'SPECIALS', 'CHATML', 'LAYOUTS', 'CAUSAL_DEMO', 'DEMO', 'DEMO_LLMS', 'DEMO_TRAINING', 'tiny_spatial',
+           'tiny_videomae_config', 'tiny_motion', 'train_tokenizer', 'tiny_t5', 'tiny_causal', 'mask_words',
+           'pretrain_denoiser', 'pretrain_causal', 'prepare_synthsign', 'prepare_tiny_llm', 'demo_config', 'demo',
+           'demo_cli']
 
 # %% ../nbs/09_demo.ipynb #c517b03d
 TINY_CLIP = dict(embed_dim=64, vision_cfg=dict(image_size=64, layers=2, width=128, head_width=32, patch_size=16),
@@ -47,26 +48,38 @@ def tiny_motion(model='tiny', seed:int=0) -> HFVideo:
 
 # %% ../nbs/09_demo.ipynb #dab6b244
 SPECIALS = ['<pad>', '</s>', '<unk>', '<extra_id_0>']  # ids 0, 1, 2, 3: T5's pad, eos and unk ids, then a mask sentinel
+CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+          "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+LAYOUTS = {  # special tokens (ids 0-3), the post-processor's template for one text, the tokenizer's named tokens
+    't5': (SPECIALS, '$A </s>', dict(pad_token='<pad>', eos_token='</s>', unk_token='<unk>')),
+    'llama': (['<unk>', '<s>', '</s>', '<extra_id_0>'], '<s> $A', dict(bos_token='<s>', eos_token='</s>', unk_token='<unk>')),
+    'qwen': (['<|endoftext|>', '<|im_start|>', '<|im_end|>', '<extra_id_0>', '<unk>'], '$A',
+             dict(pad_token='<|endoftext|>', eos_token='<|im_end|>', unk_token='<unk>'))}
 
 def train_tokenizer(sentences:list,      # training text (target sentences, prompts)
                     vocab_size:int=2000, # at most this many tokens
                     kind:str='bpe',      # 'bpe', 'wordlevel' or 'unigram'
+                    layout:str='t5',     # special tokens as in 't5', 'llama' or 'qwen' tokenizers (`LAYOUTS`)
                    ):
-    "Train a T5-style tokenizer (pad 0, eos 1, unk 2, eos appended) on `sentences`."
+    "Train a tokenizer on `sentences`, T5-style by default (pad 0, eos 1, unk 2, eos appended)."
     from tokenizers import Tokenizer, models, trainers, pre_tokenizers, decoders, processors
     from transformers import PreTrainedTokenizerFast
     kinds = {'bpe': (models.BPE(unk_token='<unk>'), trainers.BpeTrainer),
              'wordlevel': (models.WordLevel(unk_token='<unk>'), trainers.WordLevelTrainer),
              'unigram': (models.Unigram(), trainers.UnigramTrainer)}
     if kind not in kinds: raise ValueError(f'unknown tokenizer kind {kind!r}; known: {", ".join(kinds)}')
-    model, trainer = kinds[kind]
+    if layout not in LAYOUTS: raise ValueError(f'unknown tokenizer layout {layout!r}; known: {", ".join(LAYOUTS)}')
+    (model, trainer), (specials, single, named) = kinds[kind], LAYOUTS[layout]
     extra = dict(unk_token='<unk>') if kind == 'unigram' else {}
     tk = Tokenizer(model)
     tk.pre_tokenizer, tk.decoder = pre_tokenizers.Metaspace(), decoders.Metaspace()
-    tk.train_from_iterator(list(sentences), trainer(vocab_size=vocab_size, special_tokens=SPECIALS, **extra))
-    tk.post_processor = processors.TemplateProcessing(single='$A </s>', pair='$A </s> $B </s>', special_tokens=[('</s>', 1)])
-    return PreTrainedTokenizerFast(tokenizer_object=tk, pad_token='<pad>', eos_token='</s>', unk_token='<unk>',
-                                   additional_special_tokens=['<extra_id_0>'])
+    text = list(sentences) + (['user assistant system\n'] if layout == 'qwen' else [])   # the chat template's words
+    tk.train_from_iterator(text, trainer(vocab_size=vocab_size, special_tokens=specials, **extra))
+    if layout == 't5': tk.post_processor = processors.TemplateProcessing(single='$A </s>', pair='$A </s> $B </s>', special_tokens=[('</s>', 1)])
+    elif layout == 'llama': tk.post_processor = processors.TemplateProcessing(single=single, pair='<s> $A <s> $B', special_tokens=[('<s>', 1)])
+    t = PreTrainedTokenizerFast(tokenizer_object=tk, additional_special_tokens=['<extra_id_0>'], **named)
+    if layout == 'qwen': t.chat_template = CHATML
+    return t
 
 # %% ../nbs/09_demo.ipynb #4b987838
 def tiny_t5(tokenizer,           # its vocabulary sets the embedding size
@@ -84,6 +97,22 @@ def tiny_t5(tokenizer,           # its vocabulary sets the embedding size
                    pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, decoder_start_token_id=tokenizer.pad_token_id)
     torch.manual_seed(seed)
     return T5ForConditionalGeneration(cfg)
+
+# %% ../nbs/09_demo.ipynb #c4a1f022
+def tiny_causal(tokenizer,           # its vocabulary sets the embedding size; its BOS, EOS and padding ids go into the config
+                d_model:int=128, layers:int=2, heads:int=4, d_ff:int=256, # width, decoder layers, attention heads, feed-forward width
+                arch:str='llama',    # 'llama' (LlamaForCausalLM) or 'qwen2' (Qwen2ForCausalLM)
+                seed:int=0):         # weight initialisation seed
+    "A small decoder-only LM with random weights for tests and the offline demo."
+    import transformers as tf
+    archs = dict(llama=(tf.LlamaConfig, tf.LlamaForCausalLM), qwen2=(tf.Qwen2Config, tf.Qwen2ForCausalLM))
+    if arch not in archs: raise ValueError(f'unknown arch {arch!r}; known: {", ".join(archs)}')
+    config, model = archs[arch]
+    cfg = config(vocab_size=len(tokenizer), hidden_size=d_model, intermediate_size=d_ff, num_hidden_layers=layers, num_attention_heads=heads,
+                 num_key_value_heads=heads, max_position_embeddings=1024, tie_word_embeddings=False, bos_token_id=tokenizer.bos_token_id,
+                 eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(seed)
+    return model(cfg)
 
 # %% ../nbs/09_demo.ipynb #acc8f3e0
 def mask_words(sentence:str, ratio:float, rng:random.Random, mask:str='<extra_id_0>') -> str:
@@ -115,6 +144,30 @@ def pretrain_denoiser(model, tokenizer,
         if progress and len(losses) % 10 == 0: bar.set_postfix(loss=f'{losses[-1]:.3f}')
     return model.eval(), losses
 
+# %% ../nbs/09_demo.ipynb #c4a1f025
+def pretrain_causal(model, tokenizer,
+                    sentences:list,          # text in the target language
+                    steps:int=600, mask_ratio:float=0.3, batch_size:int=32, lr:float=1e-3, seed:int=0,
+                    language:str='de',       # language of the prompt
+                    progress:bool=False) -> tuple:
+    "Train all of decoder-only `model` to restore masked sentences after the prompt; returns the model (eval mode) and the losses."
+    rng, mask = random.Random(seed), ('<extra_id_0>' if '<extra_id_0>' in tokenizer.get_vocab() else tokenizer.unk_token)
+    Causal.setup(model, tokenizer)
+    dev, sentences, start = next(model.parameters()).device, list(sentences), Causal.start(tokenizer)
+    prompt = tokenizer(build_prompt(language), add_special_tokens=False).input_ids
+    opt, losses = torch.optim.AdamW(model.parameters(), lr=lr), []
+    model.train()
+    for _ in (bar := tqdm(range(steps), desc='pretrain LLM', disable=not progress, leave=False)):
+        ys = rng.choices(sentences, k=batch_size)
+        ctx = [start + x + prompt for x in tokenizer([mask_words(y, mask_ratio, rng, mask) for y in ys], add_special_tokens=False).input_ids]
+        tgt = [y + [tokenizer.eos_token_id] for y in tokenizer(ys, add_special_tokens=False).input_ids]
+        ids, m = pad_right([c + t for c, t in zip(ctx, tgt)], tokenizer.pad_token_id)
+        labels, _ = pad_right([[-100] * len(c) + t for c, t in zip(ctx, tgt)], -100)
+        loss = model(input_ids=ids.to(dev), attention_mask=m.to(dev), labels=labels.to(dev)).loss
+        opt.zero_grad(); loss.backward(); opt.step(); losses.append(loss.item())
+        if progress and len(losses) % 10 == 0: bar.set_postfix(loss=f'{losses[-1]:.3f}')
+    return model.eval(), losses
+
 # %% ../nbs/09_demo.ipynb #7ca69fa6
 def prepare_synthsign(out, # folder for the dataset and its feature store
                       n_train: int = 2000, n_dev: int = 200, n_test: int = 200, # videos per split
@@ -133,20 +186,31 @@ def prepare_synthsign(out, # folder for the dataset and its feature store
     return root, out / 'features'
 
 # %% ../nbs/09_demo.ipynb #20b9e530
+CAUSAL_DEMO = dict(model=dict(layers=4, heads=4, d_ff=512), pretrain=dict())  # the demo's tiny Llama: its shape, its pretraining
+
 def prepare_tiny_llm(sentences: list[str], # target-language training sentences
                      out, # folder the model and tokenizer are saved to (load it by this path)
                      steps: int = 600, # denoiser pretraining steps
-                     d_model: int = 128, seed: int = 0, progress: bool = False) -> Path:
-    "A tiny T5 and tokenizer trained here on `sentences` (denoising), saved to `out`."
-    tok = train_tokenizer(list(sentences) + [build_prompt(l) for l in LANGUAGES])
-    model = tiny_t5(tok, d_model=d_model, seed=seed)
-    model, losses = pretrain_denoiser(model, tok, sentences, steps=steps, seed=seed, progress=progress)
+                     d_model: int = 128, seed: int = 0, progress: bool = False,
+                     family: str = 'seq2seq') -> Path: # 'seq2seq' (tiny T5) or 'causal' (tiny Llama, `CAUSAL_DEMO` sizes)
+    "A tiny T5 (or Llama) and tokenizer trained here on `sentences` (denoising), saved to `out`."
+    if family not in ('seq2seq', 'causal'): raise ValueError(f"family must be 'seq2seq' or 'causal', got {family!r}")
+    texts = list(sentences) + [build_prompt(l) for l in LANGUAGES]
+    if family == 'causal':
+        tok = train_tokenizer(texts, layout='llama')
+        model = tiny_causal(tok, d_model=d_model, seed=seed, **CAUSAL_DEMO['model'])
+        model, losses = pretrain_causal(model, tok, sentences, steps=steps, seed=seed, progress=progress, **CAUSAL_DEMO['pretrain'])
+    else:
+        tok = train_tokenizer(texts)
+        model = tiny_t5(tok, d_model=d_model, seed=seed)
+        model, losses = pretrain_denoiser(model, tok, sentences, steps=steps, seed=seed, progress=progress)
     out = Path(out); model.save_pretrained(out); tok.save_pretrained(out)
     (out / 'pretrain.json').write_text(json.dumps(dict(steps=len(losses), first_loss=losses[0], last_loss=losses[-1])))
     return out
 
 # %% ../nbs/09_demo.ipynb #17c179a9
 DEMO = dict(n_train=2000, n_dev=200, n_test=200, size=64, pretrain_steps=600, max_steps=600)
+DEMO_LLMS = dict(t5=('seq2seq', 'T5', ''), causal=('causal', 'Llama', '-causal'))  # --llm: family, name, suffix of its folders
 
 DEMO_TRAINING = dict(  # RunConfig fields where the demo's runs differ from the paper's defaults
     dataset='phoenix14t', llm_dtype='fp32', precision='fp32', adapter_hidden=256, standardize=True, num_examples=0,
@@ -172,10 +236,12 @@ def demo(run_dir='runs/demo', # where data, features, models and results go
          size: int = DEMO['size'], # frame size in pixels
          pretrain_steps: int = DEMO['pretrain_steps'], # denoiser pretraining steps of the tiny T5
          max_steps: int = DEMO['max_steps'], # SA + LoRA optimizer updates per run
-         seed: int = 0, progress: bool = True) -> dict:
+         seed: int = 0, progress: bool = True,
+         llm: str = 't5') -> dict: # the tiny LLM: 't5' (seq2seq, SpaMo's family) or 'causal' (a decoder-only Llama)
     "Generate SynthSign, extract features, train SpaMo and a blind baseline, evaluate both on the test split."
     if max_steps < 1 or pretrain_steps < 1: raise ValueError(f'max_steps and pretrain_steps must be >= 1, got {max_steps}, {pretrain_steps}')
-    with _quiet(): return _demo(Path(run_dir), n_train, n_dev, n_test, size, pretrain_steps, max_steps, seed, progress)
+    if llm not in DEMO_LLMS: raise ValueError(f'unknown demo llm {llm!r}; known: {", ".join(DEMO_LLMS)}')
+    with _quiet(): return _demo(Path(run_dir), n_train, n_dev, n_test, size, pretrain_steps, max_steps, seed, progress, llm)
 
 @contextmanager
 def _quiet():
@@ -189,23 +255,24 @@ def _quiet():
         finally:
             if bars: tlog.enable_progress_bar()
 
-def _demo(run, n_train, n_dev, n_test, size, pretrain_steps, max_steps, seed, progress) -> dict:
+def _demo(run, n_train, n_dev, n_test, size, pretrain_steps, max_steps, seed, progress, llm='t5') -> dict:
     t0, say = time.time(), (lambda m: print(f'[{time.time() - t0:6.1f}s] {m}', flush=True))
-    say('spamo demo: tiny random-initialised encoders and a tiny T5 pretrained here; SynthSign data, not real sign language')
+    family, what, sfx = DEMO_LLMS[llm]     # the causal demo's models and results sit beside the T5 demo's
+    say(f'spamo demo: tiny random-initialised encoders and a tiny {what} pretrained here; SynthSign data, not real sign language')
     root, feats = prepare_synthsign(run / 'data', n_train, n_dev, n_test, size=size, seed=seed, progress=progress)
     sentences = [s.text for s in load_dataset('phoenix14t', root, 'train')]
-    say(f'data and features ready ({len(sentences)} training videos); pretraining the tiny T5 for {pretrain_steps} steps')
-    llm = prepare_tiny_llm(sentences, run / 'llm', steps=pretrain_steps, seed=seed, progress=progress)
+    say(f'data and features ready ({len(sentences)} training videos); pretraining the tiny {what} for {pretrain_steps} steps')
+    model = prepare_tiny_llm(sentences, run / f'llm{sfx}', steps=pretrain_steps, seed=seed, progress=progress, family=family)
     results = {}
     for name, blind in (('spamo', False), ('blind', True)):
         say(f"training {'the blind baseline' if blind else 'SpaMo'} for {max_steps} steps")
-        d = run / name
-        cfg = demo_config(max_steps, run_dir=str(d), data_root=str(root), features=str(feats), llm=str(llm), blind=blind, seed=seed,
-                          resume=has_checkpoint(d / 'checkpoints' / 'last'))
+        d = run / f'{name}{sfx}'
+        cfg = demo_config(max_steps, run_dir=str(d), data_root=str(root), features=str(feats), llm=str(model), llm_family=family, blind=blind,
+                          seed=seed, resume=has_checkpoint(d / 'checkpoints' / 'last'))
         train(cfg, progress=progress)
         results[name] = evaluate_run(d, 'test', progress=progress, verbose=False)
     results['minutes'] = (time.time() - t0) / 60
-    (run / 'demo.json').write_text(json.dumps(results, indent=2, ensure_ascii=False))
+    (run / f'demo{sfx}.json').write_text(json.dumps(results, indent=2, ensure_ascii=False))
     say(f'test split ({n_test} videos), tiny random-initialised models:\n' + _table(results))
     return results
 
@@ -216,6 +283,7 @@ def demo_cli(argv: list[str] | None = None) -> int:
     p.add_argument('--run-dir', default='runs/demo', help='where data, features, models and results go')
     for k, v in DEMO.items(): p.add_argument(f"--{k.replace('_', '-')}", type=type(v), default=v)
     p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--llm', choices=list(DEMO_LLMS), default='t5', help="the tiny LLM: t5 (seq2seq, SpaMo's) or causal (decoder-only Llama)")
     a = vars(p.parse_args(argv))
     r = demo(a.pop('run_dir'), **a)
     return 0 if r['spamo']['bleu4'] > r['blind']['bleu4'] else 1

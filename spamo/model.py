@@ -46,6 +46,9 @@ class ModelConfig:
     lora_r: int = 16                # LoRA rank
     lora_alpha: int = 32            # LoRA alpha
     lora_dropout: float = 0.1       # LoRA dropout
+    lora_targets: str = ''          # comma-separated modules that get LoRA (empty: the family's: q,v | q_proj,v_proj)
+    llm_quant: str = 'none'         # none | 4bit (QLoRA: NF4, bf16 compute) | 8bit: the frozen LLM through bitsandbytes (CUDA)
+    chat_template: bool = False     # wrap the prompt in the tokenizer's chat template (instruction-tuned decoder-only LLMs)
     adapter: str = 'spamo'          # an ADAPTERS name: spamo (section 3.4) | official (the authors' released variant)
     adapter_hidden: int = 1024      # Sign Adapter width
     connector: str = 'mlp2x_gelu'   # a CONNECTORS name (the adapter's last layers)
@@ -91,8 +94,8 @@ class RunConfig:
     @classmethod
     def from_dict(cls, d: dict) -> RunConfig:
         return cls(DataConfig(**d['data']), ModelConfig(**d['model']), TrainConfig(**d['train']))
-#%%% code
-#| export
+
+# %% ../nbs/05a_model.ipynb #29ea00ab
 PATH_FIELDS = (('data', 'data_root'), ('data', 'features'), ('data', 'translations'), ('model', 'llm'))  # local paths a run reads
 
 @patch
@@ -104,8 +107,8 @@ def save(self:RunConfig, path):
             p = Path(d[g][k]).expanduser().resolve()
             d[g][k] = os.path.relpath(p, root) if root.parent in (p, *p.parents) else str(p)
     Path(path).write_text(json.dumps(d, indent=2))
-#%%% code
-#| export
+
+# %% ../nbs/05a_model.ipynb #76afa754
 @patch(cls_method=True)
 def load(cls:RunConfig, path, run_dir=None) -> RunConfig: # run_dir: the run a checkpoint's config belongs to
     "Read a `config.json`; relative paths resolve against the run directory (default: the file's folder)."
@@ -141,11 +144,14 @@ class SpaMo(nn.Module):
                  family:str='seq2seq',        # the LLM's `LLM_FAMILIES` name
                  lam:float=0.1,               # weight of the VT-Align loss in the joint stage (equation 2)
                  blind:bool=False,            # zero the video features (blind baseline)
-                 max_prompt_len:int=256, max_target_len:int=128): # token limits (truncation)
+                 max_prompt_len:int=256, max_target_len:int=128, # token limits (truncation)
+                 chat_template:bool=False):   # wrap the prompt in the tokenizer's chat template, where it has one
         super().__init__()
         self.adapter, self.llm, self.tokenizer, self.temperature = adapter, llm, tokenizer, Temperature()
         self.family = LLM_FAMILIES[family]
+        self.family.setup(llm, tokenizer)     # e.g. a padding token for a tokenizer without one
         self.lam, self.blind, self.max_prompt_len, self.max_target_len = lam, blind, max_prompt_len, max_target_len
+        self.chat_template = chat_template
 
     @property
     def device(self): return next(self.adapter.parameters()).device
@@ -159,10 +165,10 @@ def visual_tokens(self:SpaMo, batch):
     return self.adapter(f['spatial'], f['spatial_len'], f['motion'], f['motion_len'])
 
 @patch
-def tokens(self:SpaMo, texts, max_len):
-    "Token ids and mask of `texts` on the model's device."
-    t = self.tokenizer(list(texts), padding=True, truncation=True, max_length=max_len, return_tensors='pt')
-    return t.input_ids.to(self.device), t.attention_mask.to(self.device)
+def tokens(self:SpaMo, texts, max_len, target:bool=False):
+    "Token ids and mask of `texts` (prompts, or with `target` the translations) on the model's device, as the family tokenises."
+    ids, mask = self.family.encode(self.tokenizer, texts, max_len, target)
+    return ids.to(self.device), mask.to(self.device)
 
 @patch
 def long_targets(self:SpaMo, texts) -> int:
@@ -173,16 +179,23 @@ def long_targets(self:SpaMo, texts) -> int:
 @patch
 def prompts(self:SpaMo, batch):
     "The prompt strings of a batch (`prompt`, or `language` + optional `examples`)."
-    if 'prompt' in batch: return list(batch['prompt'])
-    examples = batch.get('examples') or [()] * len(batch['language'])
-    return [build_prompt(l, e) for l, e in zip(batch['language'], examples)]
+    if 'prompt' in batch: ps = list(batch['prompt'])
+    else: ps = [build_prompt(l, e) for l, e in zip(batch['language'], batch.get('examples') or [()] * len(batch['language']))]
+    tok = self.tokenizer
+    if not (self.chat_template and getattr(tok, 'chat_template', None)): return ps
+    chat = [tok.apply_chat_template([dict(role='user', content=p)], tokenize=False, add_generation_prompt=True) for p in ps]
+    return [c.removeprefix(tok.bos_token) if self.family.start(tok) else c for c in chat]   # BOS goes first, before Z_sm
 
 @patch
 def llm_inputs(self:SpaMo, z, z_mask, batch):
-    "[Z_sm ; E(prompt)] and its attention mask."
+    "[start ; Z_sm ; E(prompt)] and its attention mask; `start` is the family's (BOS for Llama, nothing for T5)."
     ids, mask = self.tokens(self.prompts(batch), self.max_prompt_len)
     emb = self.llm.get_input_embeddings()
-    return join_tokens(z.to(emb.weight.dtype), z_mask, emb(ids), mask)
+    z = z.to(emb.weight.dtype)
+    if start := self.family.start(self.tokenizer):
+        s = emb(torch.tensor(start, device=z.device)).expand(len(z), -1, -1)
+        z, z_mask = torch.cat([s, z], 1), torch.cat([z_mask.new_ones(len(z), len(start)), z_mask], 1)
+    return join_tokens(z, z_mask, emb(ids), mask)
 
 # %% ../nbs/05a_model.ipynb #aae414ed
 @patch
@@ -207,8 +220,9 @@ def forward(self:SpaMo, batch,
     "Losses of a batch: dict(loss, ce, vt); `ce` is None in the warm-up."
     if stage not in ('warmup', 'joint'): raise ValueError(f"stage must be 'warmup' or 'joint', got {stage!r}")
     z, z_mask = self.visual_tokens(batch)
-    ids, mask = self.tokens(batch['text'], self.max_target_len)
-    vt = vt_align_loss(z, z_mask, text_embeddings(self.llm.get_input_embeddings(), ids, mask), mask, self.temperature)
+    ids, mask = self.tokens(batch['text'], self.max_target_len, target=True)
+    tm = self.family.text_mask(ids, mask)          # the target tokens VT-Align reads (causal: without the appended EOS)
+    vt = vt_align_loss(z, z_mask, text_embeddings(self.llm.get_input_embeddings(), ids, tm), tm, self.temperature)
     if stage == 'warmup': return dict(loss=vt, ce=None, vt=vt)
     x, xmask = self.llm_inputs(z, z_mask, batch)
     ce = self.family.loss(self.llm, x, xmask, ids.masked_fill(mask == 0, -100)).float()
@@ -240,12 +254,15 @@ def build_model(cfg:ModelConfig, # the model settings of a run
                 spatial_dim:int|None=None, motion_dim:int|None=None, # feature widths (default: the config's)
                 device='cpu') -> SpaMo:
     "SpaMo from a `ModelConfig`: the LLM loaded by name or path, a Sign Adapter sized to the features."
-    device = torch.device(device)
-    llm, tokenizer = load_llm(cfg.llm, dtype=resolve_dtype(cfg.llm_dtype, device), lora=cfg.lora, r=cfg.lora_r,
-                              alpha=cfg.lora_alpha, dropout=cfg.lora_dropout, family=cfg.llm_family)
+    device, targets = torch.device(device), tuple(t.strip() for t in cfg.lora_targets.split(',') if t.strip()) or None
+    llm, tokenizer = load_llm(cfg.llm, dtype=resolve_dtype(cfg.llm_dtype, device), lora=cfg.lora, r=cfg.lora_r, alpha=cfg.lora_alpha,
+                              dropout=cfg.lora_dropout, targets=targets, family=cfg.llm_family, quant=cfg.llm_quant)
     adapter = ADAPTERS[cfg.adapter](spatial_dim or cfg.spatial_dim, motion_dim or cfg.motion_dim, llm_width(llm), hidden=cfg.adapter_hidden,
                                     mode=cfg.mode, standardize=cfg.standardize, connector=cfg.connector)
-    return SpaMo(adapter, llm, tokenizer, cfg.llm_family, lam=cfg.vt_lambda, blind=cfg.blind).to(device)
+    m = SpaMo(adapter, llm, tokenizer, cfg.llm_family, lam=cfg.vt_lambda, blind=cfg.blind, chat_template=cfg.chat_template)
+    if cfg.llm_quant == 'none': return m.to(device)
+    m.adapter.to(device); m.temperature.to(device)   # bitsandbytes placed the quantised LLM on its GPU already
+    return m
 
 # %% ../nbs/05a_model.ipynb #fae76dc1
 def rng_state() -> dict:

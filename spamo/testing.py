@@ -12,8 +12,8 @@ from .data import load_dataset
 from .adapter import collate_features
 from .model import config_from_params
 from .train import train
-from .demo import (TINY_CLIP, tiny_videomae_config, tiny_spatial, tiny_motion, train_tokenizer, tiny_t5, mask_words,
-                        pretrain_denoiser, prepare_synthsign, prepare_tiny_llm)
+from .demo import (TINY_CLIP, tiny_videomae_config, tiny_spatial, tiny_motion, train_tokenizer, tiny_t5, tiny_causal,
+                        mask_words, pretrain_denoiser, pretrain_causal, prepare_synthsign, prepare_tiny_llm)
 
 # %% auto #0
 __all__ = ['TOY_SENTENCES', 'toy_batch', 'toy_manifest', 'write_avi', 'shared_data', 'smoke_data', 'tiny_llm', 'smoke_run']

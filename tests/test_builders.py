@@ -38,7 +38,7 @@ def registered():
 
 
 def test_unknown_names_list_the_known_ones():
-    for reg, name in ((SPATIAL, 'ViT-Q-99'), (MOTION, 'vjepa'), (CONNECTORS, 'qformer'), (LLM_FAMILIES, 'causal')):
+    for reg, name in ((SPATIAL, 'ViT-Q-99'), (MOTION, 'vjepa'), (CONNECTORS, 'qformer'), (LLM_FAMILIES, 'diffusion')):
         with pytest.raises(ValueError, match='known: ' + ', '.join(map(repr, reg.names()))): reg[name]
     with pytest.raises(ValueError, match='tiny'): SpatialEncoder.from_name('ViT-Q-99')
     with pytest.raises(ValueError, match='tiny'): MotionEncoder.from_name('vjepa')
