@@ -13,9 +13,9 @@ from .registry import Registry
 from .data import LANGUAGES, read_text
 
 # %% auto #0
-__all__ = ['LLM_FAMILIES', 'QUANTS', 'prepare_llm', 'Seq2Seq', 'llm_width', 'pad_right', 'adds_bos', 'Causal', 'left_pad',
-           'quantization', 'load_llm', 'check_vocabulary', 'build_prompt', 'load_translations', 'PromptExamples',
-           'join_tokens']
+__all__ = ['LLM_FAMILIES', 'QUANTS', 'prepare_llm', 'Seq2Seq', 'llm_width', 'join_tokens', 'pad_right', 'adds_bos', 'Causal',
+           'left_pad', 'quantization', 'load_llm', 'check_vocabulary', 'build_prompt', 'load_translations',
+           'PromptExamples']
 
 # %% ../nbs/05_llm.ipynb #2367c856
 def prepare_llm(model,                  # a transformers model (seq2seq: T5, Flan-T5, mT5; causal: Llama, Qwen2.5, ...)
@@ -71,6 +71,14 @@ LLM_FAMILIES.register('seq2seq', Seq2Seq)
 def llm_width(llm) -> int:
     "Width d' of the LLM's input embeddings: the width the Sign Adapter maps to."
     return llm.get_input_embeddings().embedding_dim
+
+# %% ../nbs/05_llm.ipynb #36a2ad5f
+def join_tokens(sign, sign_mask, prompt, prompt_mask):
+    "Per sample, the real sign tokens then the real prompt tokens, padded at the end: (embeds, mask)."
+    parts = [torch.cat([s[m.bool()], p[pm.bool()]]) for s, m, p, pm in zip(sign, sign_mask, prompt, prompt_mask)]
+    x = pad_sequence(parts, batch_first=True)
+    lens = torch.tensor([len(p) for p in parts], device=x.device)
+    return x, (torch.arange(x.shape[1], device=x.device)[None] < lens[:, None]).long()
 
 # %% ../nbs/05_llm.ipynb #c4a1f002
 def pad_right(seqs:list, pad_id:int):
@@ -250,11 +258,3 @@ class PromptExamples:
         else: cands, rng = self.pool, random.Random(f'{self.seed}:{sample.id}')
         picks = rng.sample(cands, min(self.k, len(cands)))
         return [(src, y) for _, y, tr in picks for _, src in tr]
-
-# %% ../nbs/05_llm.ipynb #36a2ad5f
-def join_tokens(sign, sign_mask, prompt, prompt_mask):
-    "Per sample, the real sign tokens then the real prompt tokens, padded at the end: (embeds, mask)."
-    parts = [torch.cat([s[m.bool()], p[pm.bool()]]) for s, m, p, pm in zip(sign, sign_mask, prompt, prompt_mask)]
-    x = pad_sequence(parts, batch_first=True)
-    lens = torch.tensor([len(p) for p in parts], device=x.device)
-    return x, (torch.arange(x.shape[1], device=x.device)[None] < lens[:, None]).long()
