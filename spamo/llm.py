@@ -157,7 +157,7 @@ def quantization(quant:str='none'):
     if quant not in QUANTS: raise ValueError(f'unknown llm_quant {quant!r}; known: {", ".join(QUANTS)}')
     if quant == 'none': return None
     if not torch.cuda.is_available():
-        raise RuntimeError(f"llm_quant={quant!r} (QLoRA) needs a CUDA GPU and bitsandbytes, and this machine has no CUDA device: "
+        raise RuntimeError(f"llm_quant={quant!r} (QLoRA) needs a CUDA GPU and bitsandbytes, and torch sees no CUDA device here: "
                            "set llm_quant to 'none' here")
     if importlib.util.find_spec('bitsandbytes') is None:
         raise ImportError(f"llm_quant={quant!r} (QLoRA) needs bitsandbytes on this CUDA machine: pip install bitsandbytes")
