@@ -15,7 +15,8 @@ from .metrics import PROTOCOLS
 __all__ = ['FEATURE_KEYS', 'LLM_KEYS', 'READS', 'ANALYSIS_METRICS', 'MINIATURE', 'SMOKE', 'Row', 'TableSpec', 'check_row',
            'repo_dir', 'tables_dir', 'load_table', 'table_names', 'row_settings', 'Job', 'extract_jobs', 'mini_encoder',
            'mini_llm', 'random_llm', 'Plan', 'eval_jobs', 'plan_row', 'resolve', 'finished', 'read_metrics', 'run_plan',
-           'reproduce', 'select_rows', 'write_results', 'plot_results', 'pd_float', 'reproduce_cli']
+           'job_done', 'reproduce', 'select_rows', 'write_results', 'plot_results', 'pd_float', 'results_markdown',
+           'reproduce_cli']
 
 # %% ../nbs/11_reproduce.ipynb #r11a0006
 FEATURE_KEYS = ('spatial', 'pretrained', 'scales', 'motion', 'stride', 'pooling', 'recipe')  # 02a_features parameters
@@ -253,7 +254,8 @@ def plan_row(spec: TableSpec, row: Row, out: Path, sizes: dict | None = None, pr
             if str(f.get(k, '')).startswith('mini:'): prep[k] = (f[k], lambda n=f[k]: mini_encoder(n, shared))
         jobs += extract_jobs(f, dataset, root, store, store.parent / (store.name + '-jobs'), procs)
         t['features'] = str(store)
-    run = out / 'runs' / f"{_slug(row.name)}-{_key(s, sizes, row.protocol)}"
+    key = _key(s, sizes, row.protocol)  # rows of any table that run the same thing share one run
+    run = next(iter(sorted((out / 'runs').glob(f'*-{key}'))), out / 'runs' / f"{_slug(row.name)}-{key}")
     t |= dict(run_dir=str(run))
     jobs += [_train_job(t, run, procs), *eval_jobs(spec, row, run, t.get('num_beams', 5))]
     return Plan(row, run, jobs, prep)
@@ -335,11 +337,18 @@ def run_plan(spec: TableSpec, p: Plan, log) -> dict:
     if finished(spec, p.run): log(f'{p.row.name}: finished, skipped'); return dict(status='skipped')
     t0 = time.time()
     for j in p.jobs:
-        if j.nb == '02a_features.ipynb' and (Path(j.params['out']) / f"done-{j.params['split']}").exists(): continue
+        if job_done(j): log(f'{p.row.name}: {j.nb} done before, skipped'); continue
         if j.nb == '06_train.ipynb': j.params['resume'] = (p.run / 'checkpoints' / 'last').exists()
         log(f'{p.row.name}: {j.nb}'); j.run(p.run.parent / f'{p.run.name}.log')
         if j.nb == '02a_features.ipynb': (Path(j.params['out']) / f"done-{j.params['split']}").touch()
     return dict(status='done', seconds=round(time.time() - t0, 1))
+
+def job_done(j: Job) -> bool:
+    "Whether a job's output is there already (another table's row ran it): an extracted split, a finished training, scores."
+    if j.nb == '02a_features.ipynb': return (Path(j.params['out']) / f"done-{j.params['split']}").exists()
+    if j.nb == '06_train.ipynb': return (Path(j.params['run_dir']) / 'summary.json').exists()
+    if j.nb == '07_evaluate.ipynb': return (Path(j.params['run_dir']) / f"eval-{j.params['split']}" / 'metrics.json').exists()
+    return False
 
 # %% ../nbs/11_reproduce.ipynb #r11a0032
 def reproduce(table, out='results', miniature: bool = False, rows: list | None = None, dry_run: bool = False,
@@ -350,7 +359,7 @@ def reproduce(table, out='results', miniature: bool = False, rows: list | None =
     say = (lambda m: print(f'[{time.time() - t0:6.1f}s] {m}', flush=True)) if verbose else (lambda m: None)
     sizes = (sizes or (MINIATURE | spec.miniature)) if miniature else None
     tag = spec.table + ('-miniature' if miniature else '')
-    work = Path(out) / tag
+    work = Path(out) / ('miniature' if miniature else 'full')  # shared work and runs, common to every table
     chosen = select_rows(spec, rows)
     plans = [plan_row(spec, r, work, sizes, num_processes) for r in chosen]
     if dry_run:
@@ -362,7 +371,7 @@ def reproduce(table, out='results', miniature: bool = False, rows: list | None =
     built, errors = _prepare(plans, say)
     results = []
     for p in plans:
-        res = dict(table=spec.table, row=p.row.name, miniature=miniature, run_dir=str(p.run), notes=p.row.notes)
+        res = dict(table=spec.table, row=p.row.name, miniature=miniature, run_dir=os.path.relpath(p.run, out), notes=p.row.notes)
         if not p.row.run: res['status'] = 'paper only'
         elif p.row.name in errors: res |= dict(status='failed', error=errors[p.row.name])
         else:
@@ -411,6 +420,22 @@ def plot_results(df, spec: TableSpec, path: Path) -> Path:
     return path
 
 def pd_float(s): return s.astype(float).fillna(0.0).to_numpy()
+
+# %% ../nbs/11_reproduce.ipynb #r11a0051
+def results_markdown(csv) -> str:
+    "A results CSV of `spamo reproduce` as a Markdown table: `ours (paper)` per metric, the protocol named."
+    import pandas as pd
+    df, path = pd.read_csv(csv), Path(csv)
+    spec = load_table(df.table.iloc[0])
+    fmt = lambda v: '' if pd.isna(v) else f'{v:.2f}'
+    head = ['row', 'status', *spec.metrics]
+    lines = [f"### {spec.title}{' (miniature)' if df.miniature.astype(bool).any() else ''}", '',
+             f"`{path.name}`: ours (paper) per cell.", '', '| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+    for r in df.to_dict('records'):
+        cells = [' '.join(x for x in (fmt(r.get(m)), fmt(r.get(f'{m}_paper')) and f"({fmt(r.get(f'{m}_paper'))})") if x) for m in spec.metrics]
+        lines.append('| ' + ' | '.join([str(r['row']), str(r['status']), *cells]) + ' |')
+    protos = sorted({f'{p}: `{s}`' for p, s in zip(df.protocol, df.signature) if isinstance(p, str)})
+    return '\n'.join(lines + ([''] + [f'Protocol {x}' for x in protos] if protos else []))
 
 # %% ../nbs/11_reproduce.ipynb #r11a0036
 def reproduce_cli(argv: list[str] | None = None) -> int:

@@ -53,7 +53,7 @@ def test_smoke_miniature_skips_finished_rows_and_reports_failures(tmp_path):
     assert 'no-such-adapter' in df.error[1] and 0 <= df.bleu4[0] <= 100 and df.bleu4_paper[0] == 8.36
     for c in ['bleu1', 'bleu1_paper', 'bleu4', 'bleu4_paper', 'rouge_l', 'rouge_l_paper', 'protocol', 'signature', 'run_dir']: assert c in df, c
     assert df.protocol[0] == 'slt' and df.signature[0].startswith('nrefs:1|case:mixed')
-    run, first = Path(df.run_dir[0]), df.bleu4[0]
+    run, first = tmp_path / 'results' / df.run_dir[0], df.bleu4[0]   # run folders are named relative to --out
     for nb in ('train.ipynb', 'evaluate.ipynb'): assert (run / nb).exists(), nb   # the executed copies stay with the run
     assert reproduce_cli(args) == 1                                                  # all three rows
     df = pd.read_csv(csv)
