@@ -68,14 +68,24 @@ def check_page(html: str, page: Path, site: Path) -> tuple[list[str], int]:
     return problems, r.outputs
 
 
+def _shows_code(nb_path: Path) -> bool:
+    "Whether a notebook has a code cell its page shows (not hidden, not exported-only)."
+    import json
+    for c in json.loads(nb_path.read_text(encoding='utf-8'))['cells']:
+        src = ''.join(c['source'])
+        if c['cell_type'] == 'code' and src.strip() and not any(src.startswith(f'#| {d}') for d in ('hide', 'export')) and 'nbdev_export(' not in src:
+            return True
+    return False
+
+
 def check(root='.', html_dir: str | None = None, n_workers: int = 2, verbose: bool = True) -> list[str]:
     "Every problem of the site in project `root` (empty: the site is sound)."
     import yaml
     from nbconvert import HTMLExporter
     root = Path(root).resolve()
-    old = os.getcwd(); os.chdir(root)
+    from nbdev.config import get_config
+    old = os.getcwd(); os.chdir(root); get_config.cache_clear()  # nbdev caches the project it found first
     try:
-        from nbdev.config import get_config
         from nbdev.quarto import _nbdev_yml
         from nbdev.serve import proc_nbs
         cfg, problems = get_config(), []
@@ -97,10 +107,14 @@ def check(root='.', html_dir: str | None = None, n_workers: int = 2, verbose: bo
         exporter = HTMLExporter(template_name='lab')
         for page in sorted(cache.rglob('*.ipynb')):
             if any(p.startswith(('.', '_')) for p in page.relative_to(cache).parts): continue
-            html, _ = exporter.from_filename(str(page))
+            import nbformat
+            nb = nbformat.read(page, as_version=4)  # the page without its front matter (a raw cell Quarto consumes)
+            nb.cells = [c for c in nb.cells if not (c.cell_type == 'raw' and c.source.startswith('---'))]
+            html, _ = exporter.from_notebook_node(nb)
             found, outputs = check_page(html, page, cache)
             problems += found
-            if outputs == 0: problems.append(f'{page.relative_to(cache)}: shows no output (commit the notebook with its outputs)')
+            if outputs == 0 and _shows_code(nbs / page.relative_to(cache)):
+                problems.append(f'{page.relative_to(cache)}: shows code but no output (commit the notebook with its outputs)')
             if out:
                 dest = out / page.relative_to(cache).with_suffix('.html'); dest.parent.mkdir(parents=True, exist_ok=True)
                 dest.write_text(html, encoding='utf-8')
@@ -110,7 +124,7 @@ def check(root='.', html_dir: str | None = None, n_workers: int = 2, verbose: bo
             import markdown_it
             problems += check_page(markdown_it.MarkdownIt().render(md.read_text(encoding='utf-8')), md, cache)[0]
         return problems
-    finally: os.chdir(old)
+    finally: os.chdir(old); get_config.cache_clear()
 
 
 def main(argv=None) -> int:

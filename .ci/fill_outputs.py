@@ -3,13 +3,14 @@ them with their outputs, made fit to commit: no stderr (progress bars, warnings)
 pictures downscaled to a few tens of KB. Run it after changing a notebook, then `nbdev_clean`:
 
     OMP_NUM_THREADS=1 python .ci/fill_outputs.py nbs/06_train.ipynb ...     # or no arguments: every notebook
+    FILL_FLAGS=slow ...                                                     # slow cells too (CI skips them; their outputs stay)
 """
 from __future__ import annotations
 import base64, io, json, os, re, sys, tempfile, time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SKIP_FLAGS = {'slow', 'cuda'}
+SKIP_FLAGS = {'slow', 'cuda'} - set(os.environ.get('FILL_FLAGS', '').split())  # FILL_FLAGS=slow: run slow cells too
 MAX_IMAGE_BYTES = 48_000
 
 

@@ -15,8 +15,7 @@ from .metrics import PROTOCOLS
 __all__ = ['FEATURE_KEYS', 'LLM_KEYS', 'READS', 'ANALYSIS_METRICS', 'MINIATURE', 'SMOKE', 'Row', 'TableSpec', 'check_row',
            'repo_dir', 'tables_dir', 'load_table', 'table_names', 'row_settings', 'Job', 'extract_jobs', 'mini_encoder',
            'mini_llm', 'random_llm', 'Plan', 'eval_jobs', 'plan_row', 'resolve', 'finished', 'read_metrics', 'run_plan',
-           'job_done', 'reproduce', 'select_rows', 'write_results', 'plot_results', 'pd_float', 'results_markdown',
-           'reproduce_cli']
+           'job_done', 'reproduce', 'select_rows', 'write_results', 'plot_results', 'pd_float', 'reproduce_cli']
 
 # %% ../nbs/11_reproduce.ipynb #r11a0006
 FEATURE_KEYS = ('spatial', 'pretrained', 'scales', 'motion', 'stride', 'pooling', 'recipe')  # 02a_features parameters
@@ -420,22 +419,6 @@ def plot_results(df, spec: TableSpec, path: Path) -> Path:
     return path
 
 def pd_float(s): return s.astype(float).fillna(0.0).to_numpy()
-
-# %% ../nbs/11_reproduce.ipynb #r11a0051
-def results_markdown(csv) -> str:
-    "A results CSV of `spamo reproduce` as a Markdown table: `ours (paper)` per metric, the protocol named."
-    import pandas as pd
-    df, path = pd.read_csv(csv), Path(csv)
-    spec = load_table(df.table.iloc[0])
-    fmt = lambda v: '' if pd.isna(v) else f'{v:.2f}'
-    head = ['row', 'status', *spec.metrics]
-    lines = [f"### {spec.title}{' (miniature)' if df.miniature.astype(bool).any() else ''}", '',
-             f"`{path.name}`: ours (paper) per cell.", '', '| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
-    for r in df.to_dict('records'):
-        cells = [' '.join(x for x in (fmt(r.get(m)), fmt(r.get(f'{m}_paper')) and f"({fmt(r.get(f'{m}_paper'))})") if x) for m in spec.metrics]
-        lines.append('| ' + ' | '.join([str(r['row']), str(r['status']), *cells]) + ' |')
-    protos = sorted({f'{p}: `{s}`' for p, s in zip(df.protocol, df.signature) if isinstance(p, str)})
-    return '\n'.join(lines + ([''] + [f'Protocol {x}' for x in protos] if protos else []))
 
 # %% ../nbs/11_reproduce.ipynb #r11a0036
 def reproduce_cli(argv: list[str] | None = None) -> int:
