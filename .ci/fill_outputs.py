@@ -65,8 +65,7 @@ def clean_outputs(outputs: list) -> list:
             v = data[k]
             if k == 'image/png': data[k] = small_png(v if isinstance(v, str) else ''.join(v))
             elif k.startswith('text/'): data[k] = _clean_text(v if isinstance(v, str) else ''.join(v)).splitlines(True)
-        meta = {k: v for k, v in o.get('metadata', {}).items() if k != 'image/png' or not isinstance(v, dict) or 'width' not in v}
-        out.append(o | dict(data=data, metadata=meta))
+        out.append(o | dict(data=data))
     return out
 
 

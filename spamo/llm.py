@@ -13,8 +13,8 @@ from .registry import Registry
 from .data import LANGUAGES, read_text
 
 # %% auto #0
-__all__ = ['LLM_FAMILIES', 'QUANTS', 'prepare_llm', 'Seq2Seq', 'llm_width', 'join_tokens', 'pad_right', 'adds_bos', 'Causal',
-           'left_pad', 'quantization', 'load_llm', 'check_vocabulary', 'build_prompt', 'load_translations',
+__all__ = ['LLM_FAMILIES', 'QUANTS', 'prepare_llm', 'Seq2Seq', 'llm_width', 'length_mask', 'join_tokens', 'pad_right', 'adds_bos',
+           'Causal', 'left_pad', 'quantization', 'load_llm', 'check_vocabulary', 'build_prompt', 'load_translations',
            'PromptExamples']
 
 # %% ../nbs/05_llm.ipynb #2367c856
@@ -73,19 +73,22 @@ def llm_width(llm) -> int:
     return llm.get_input_embeddings().embedding_dim
 
 # %% ../nbs/05_llm.ipynb #36a2ad5f
+def length_mask(lens:list, n:int, device=None):
+    "The (len(lens), n) mask of right-padded rows of lengths `lens`: 1 on the real positions."
+    return (torch.arange(n, device=device)[None] < torch.tensor(lens, device=device)[:, None]).long()
+
 def join_tokens(sign, sign_mask, prompt, prompt_mask):
     "Per sample, the real sign tokens then the real prompt tokens, padded at the end: (embeds, mask)."
     parts = [torch.cat([s[m.bool()], p[pm.bool()]]) for s, m, p, pm in zip(sign, sign_mask, prompt, prompt_mask)]
     x = pad_sequence(parts, batch_first=True)
-    lens = torch.tensor([len(p) for p in parts], device=x.device)
-    return x, (torch.arange(x.shape[1], device=x.device)[None] < lens[:, None]).long()
+    return x, length_mask([len(p) for p in parts], x.shape[1], x.device)
 
 # %% ../nbs/05_llm.ipynb #c4a1f002
 def pad_right(seqs:list, pad_id:int):
     "Lists of ids right-padded with `pad_id` into (ids, mask) tensors, whatever the tokenizer's padding side."
     n = max(map(len, seqs), default=0)
     ids = torch.tensor([list(s) + [pad_id] * (n - len(s)) for s in seqs], dtype=torch.long).reshape(len(seqs), n)
-    return ids, (torch.arange(n)[None] < torch.tensor([len(s) for s in seqs])[:, None]).long()
+    return ids, length_mask([len(s) for s in seqs], n)
 
 def adds_bos(tokenizer) -> bool:
     "Whether `tokenizer` starts a text with its BOS token (Llama, Gemma: yes; Qwen: no)."
