@@ -12,10 +12,10 @@ from .model import config_fields, config_from_params
 from .metrics import PROTOCOLS
 
 # %% auto #0
-__all__ = ['FEATURE_KEYS', 'LLM_KEYS', 'READS', 'ANALYSIS_METRICS', 'MINIATURE', 'SMOKE', 'Row', 'TableSpec', 'check_row',
-           'repo_dir', 'tables_dir', 'load_table', 'table_names', 'row_settings', 'Job', 'extract_jobs', 'mini_encoder',
-           'mini_llm', 'random_llm', 'Plan', 'eval_jobs', 'plan_row', 'resolve', 'finished', 'read_metrics', 'run_plan',
-           'job_done', 'reproduce', 'select_rows', 'write_results', 'plot_results', 'pd_float', 'reproduce_cli']
+__all__ = ['FEATURE_KEYS', 'LLM_KEYS', 'READS', 'ANALYSIS_METRICS', 'BLIND', 'MINIATURE', 'SMOKE', 'Row', 'TableSpec',
+           'check_row', 'repo_dir', 'tables_dir', 'load_table', 'table_names', 'row_settings', 'Job', 'extract_jobs',
+           'mini_encoder', 'mini_llm', 'random_llm', 'Plan', 'eval_jobs', 'plan_row', 'resolve', 'finished',
+           'read_metrics', 'run_plan', 'job_done', 'reproduce', 'run_row', 'select_rows', 'reproduce_cli']
 
 # %% ../nbs/11_reproduce.ipynb #r11a0006
 FEATURE_KEYS = ('spatial', 'pretrained', 'scales', 'motion', 'stride', 'pooling', 'recipe')  # 02a_features parameters
@@ -48,7 +48,10 @@ class TableSpec:
     analysis: bool = False   # run nbs/08_visual_tokens.ipynb on each row's run (Tables 5, 7)
     bleurt: bool = False     # score BLEURT-20 too (Table 2; needs $BLEURT_CHECKPOINT)
     miniature: dict = field(default_factory=dict)  # MINIATURE sizes this table changes
+    blind_baseline: Row | None = None  # true (or a row's overrides): the same training without the video, scored beside each row
     path: str = ''
+
+BLIND = 'blind baseline (prompt only)'
 
 # %% ../nbs/11_reproduce.ipynb #r11a0007
 def _known(d, cls_or_keys, where: str, path) -> dict:
@@ -93,7 +96,11 @@ def load_table(name) -> TableSpec:
     rows = [check_row(r, d['metrics'], path) for r in d['rows']]
     names = [r.name for r in rows]
     if len(set(names)) != len(names): raise ValueError(f'{path}: duplicate row names {names}')
-    return TableSpec(**d | dict(rows=rows, path=str(path)))
+    blind = d.get('blind_baseline') or None
+    if blind is not None:
+        b = dict(blind) if isinstance(blind, dict) else {}
+        blind = check_row(dict(name=BLIND, notes='not in the paper: the floor every row must beat') | b | dict(train=b.get('train', {}) | dict(blind=True)), [], path)
+    return TableSpec(**d | dict(rows=rows, path=str(path), blind_baseline=blind))
 
 def table_names() -> list[str]: return sorted(p.stem for p in tables_dir().glob('*.yaml'))
 
@@ -333,13 +340,17 @@ def _prepare(plans: list, log) -> tuple[dict, dict]:
 # %% ../nbs/11_reproduce.ipynb #r11a0031
 def run_plan(spec: TableSpec, p: Plan, log) -> dict:
     "Run the row's jobs unless it is finished; returns its result row."
-    if finished(spec, p.run): log(f'{p.row.name}: finished, skipped'); return dict(status='skipped')
+    record = p.run / 'reproduce.json'   # how long the row took when it ran
+    if finished(spec, p.run):
+        log(f'{p.row.name}: finished, skipped')
+        return dict(status='skipped', seconds=json.loads(record.read_text()).get('seconds') if record.exists() else None)
     t0 = time.time()
     for j in p.jobs:
         if job_done(j): log(f'{p.row.name}: {j.nb} done before, skipped'); continue
         if j.nb == '06_train.ipynb': j.params['resume'] = (p.run / 'checkpoints' / 'last').exists()
         log(f'{p.row.name}: {j.nb}'); j.run(p.run.parent / f'{p.run.name}.log')
         if j.nb == '02a_features.ipynb': (Path(j.params['out']) / f"done-{j.params['split']}").touch()
+    record.write_text(json.dumps(dict(seconds=round(time.time() - t0, 1))))
     return dict(status='done', seconds=round(time.time() - t0, 1))
 
 def job_done(j: Job) -> bool:
@@ -351,35 +362,36 @@ def job_done(j: Job) -> bool:
 
 # %% ../nbs/11_reproduce.ipynb #r11a0032
 def reproduce(table, out='results', miniature: bool = False, rows: list | None = None, dry_run: bool = False,
-              num_processes: int = 1, sizes: dict | None = None, verbose: bool = True) -> 'pd.DataFrame':
-    "Run the rows of `table` (all, or those named or numbered in `rows`) and write the results CSV and PNG."
-    import pandas as pd
+              num_processes: int = 1, sizes: dict | None = None, verbose: bool = True, blind: bool = True) -> 'pd.DataFrame':
+    "Run the rows of `table` (all, or those named or numbered in `rows`) and its blind baseline; write the results CSV and PNG."
+    from spamo.results import write_results
     spec, t0 = load_table(table), time.time()
     say = (lambda m: print(f'[{time.time() - t0:6.1f}s] {m}', flush=True)) if verbose else (lambda m: None)
     sizes = (sizes or (MINIATURE | spec.miniature)) if miniature else None
     tag = spec.table + ('-miniature' if miniature else '')
     work = Path(out) / ('miniature' if miniature else 'full')  # shared work and runs, common to every table
-    chosen = select_rows(spec, rows)
-    plans = [plan_row(spec, r, work, sizes, num_processes) for r in chosen]
+    floor = blind and spec.blind_baseline
+    plans = [plan_row(spec, r, work, sizes, num_processes) for r in select_rows(spec, rows) + ([floor] if floor else [])]
     if dry_run:
         for p in plans:
-            print(f'# {spec.table}: {p.row.name}' + ('' if p.row.run else ' (paper only)'))
+            print(f'# {spec.table}: {p.row.name}' + ('' if p.row.run else ' (paper only)') + (' (scored beside each row)' if p.row is floor else ''))
             if p.prepare: print(f"#   shared work first: {', '.join(p.prepare)}")
             for j in p.jobs if p.row.run else []: print(j.command())
         return None
     built, errors = _prepare(plans, say)
-    results = []
-    for p in plans:
-        res = dict(table=spec.table, row=p.row.name, miniature=miniature, run_dir=os.path.relpath(p.run, out), notes=p.row.notes)
-        if not p.row.run: res['status'] = 'paper only'
-        elif p.row.name in errors: res |= dict(status='failed', error=errors[p.row.name])
-        else:
-            try:
-                resolve(p, built.get(p.row.name, {})); res |= run_plan(spec, p, say); res |= read_metrics(spec, p.row, p.run)
-            except Exception as e: res |= dict(status='failed', error=f'{type(e).__name__}: {e}'); say(f'{p.row.name}: FAILED {e}')
-        res |= {f'{k}_paper': p.row.paper.get(k) for k in spec.metrics}
-        results.append(res)
-    return write_results(spec, results, Path(out), tag, say)
+    results = [run_row(spec, p, built.get(p.row.name, {}), errors.get(p.row.name), out, miniature, say) for p in plans]
+    return write_results(spec, results[:-1] if floor else results, Path(out), tag, say, results[-1] if floor else None)
+
+def run_row(spec: TableSpec, p: Plan, built: dict, error: str | None, out, miniature: bool, say) -> dict:
+    "The CSV record of one planned row: run (unless finished, paper only, or its shared work failed) and read."
+    res = dict(table=spec.table, row=p.row.name, miniature=miniature, run_dir=os.path.relpath(p.run, out), notes=p.row.notes)
+    if not p.row.run: res['status'] = 'paper only'
+    elif error: res |= dict(status='failed', error=error)
+    else:
+        try: resolve(p, built); res |= run_plan(spec, p, say); res |= read_metrics(spec, p.row, p.run)
+        except Exception as e: res |= dict(status='failed', error=f'{type(e).__name__}: {e}'); say(f'{p.row.name}: FAILED {e}')
+    if res.get('bleurt_error'): res['notes'] = '; '.join(filter(None, [res['notes'], f"BLEURT not scored: {res.pop('bleurt_error')}"]))
+    return res | {f'{k}_paper': p.row.paper.get(k) for k in spec.metrics}
 
 # %% ../nbs/11_reproduce.ipynb #r11a0033
 def select_rows(spec: TableSpec, rows: list | None) -> list[Row]:
@@ -391,35 +403,6 @@ def select_rows(spec: TableSpec, rows: list | None) -> list[Row]:
     if None in pick: raise ValueError(f"{spec.table}: no row {rows[pick.index(None)]!r}; rows: {', '.join(map(repr, names))}")
     return pick
 
-def write_results(spec: TableSpec, results: list, out: Path, tag: str, say=print) -> 'pd.DataFrame':
-    "`<out>/<tag>.csv` (ours beside the paper's) and `<out>/<tag>.png`."
-    import pandas as pd
-    cols = ['table', 'row', 'status', *[c for m in spec.metrics for c in (m, f'{m}_paper')], 'protocol', 'signature', 'seconds', 'miniature', 'run_dir', 'error', 'notes']
-    df = pd.DataFrame(results).reindex(columns=cols)
-    out.mkdir(parents=True, exist_ok=True); df.to_csv(out / f'{tag}.csv', index=False)
-    plot_results(df, spec, out / f'{tag}.png')
-    say(f'{tag}: wrote {out / tag}.csv and .png\n' + df[['row', 'status', *spec.metrics]].to_string(index=False))
-    for r in df[df.status == 'failed'].itertuples(): say(f'FAILED {r.row}: {r.error}')
-    return df
-
-# %% ../nbs/11_reproduce.ipynb #r11a0034
-def plot_results(df, spec: TableSpec, path: Path) -> Path:
-    "Ours and the paper's, one panel per metric, one pair of bars per row."
-    import matplotlib; matplotlib.use('Agg')
-    import matplotlib.pyplot as plt, numpy as np
-    fig, axes = plt.subplots(1, len(spec.metrics), figsize=(3.2 * len(spec.metrics) + 1, 3.4), squeeze=False)
-    x = np.arange(len(df))
-    for ax, m in zip(axes[0], spec.metrics):
-        ours, paper = (pd_float(df[c]) for c in (m, f'{m}_paper'))
-        ax.bar(x - 0.2, ours, 0.4, label='ours'); ax.bar(x + 0.2, paper, 0.4, label='paper')
-        ax.set_title(m); ax.set_xticks(x, [str(r)[:18] for r in df.row], rotation=40, ha='right', fontsize=7)
-    axes[0][0].legend(fontsize=7)
-    fig.suptitle(f"{spec.title}{' (miniature: SynthSign, tiny models)' if bool(df.miniature.any()) else ''}", fontsize=9)
-    fig.tight_layout(); fig.savefig(path, dpi=110); plt.close(fig)
-    return path
-
-def pd_float(s): return s.astype(float).fillna(0.0).to_numpy()
-
 # %% ../nbs/11_reproduce.ipynb #r11a0036
 def reproduce_cli(argv: list[str] | None = None) -> int:
     "`spamo reproduce TABLE [--miniature] [--rows ...] [--dry-run] [--out results]`; 1 when a row failed."
@@ -430,6 +413,7 @@ def reproduce_cli(argv: list[str] | None = None) -> int:
     p.add_argument('--rows', nargs='+', help='row names or 1-based numbers (default: all)')
     p.add_argument('--dry-run', action='store_true', help='print the job commands (papermill / accelerate) and stop')
     p.add_argument('--out', default='results', help='results folder: <out>/<table>[-miniature].csv, .png and the runs')
+    p.add_argument('--no-blind', action='store_true', help="skip the table's blind baseline (its `<metric>_blind` columns stay empty)")
     p.add_argument('--num-processes', type=int, default=1, help='> 1: extraction and training as `accelerate launch` commands')
     p.add_argument('--train', nargs=2, action='append', default=[], metavar=('NAME', 'VALUE'), help='a RunConfig override for every row')
     a = p.parse_args(argv)
@@ -439,7 +423,7 @@ def reproduce_cli(argv: list[str] | None = None) -> int:
     if sizes and a.train: sizes = sizes | dict(train=sizes['train'] | {k: yaml.safe_load(v) for k, v in a.train})
     status = 0
     for t in tables:
-        try: df = reproduce(t, a.out, mini, a.rows, a.dry_run, a.num_processes, sizes and (sizes | load_table(t).miniature))
+        try: df = reproduce(t, a.out, mini, a.rows, a.dry_run, a.num_processes, sizes and (sizes | load_table(t).miniature), blind=not a.no_blind)
         except ValueError as e: print(f'spamo reproduce: {e}', file=sys.stderr); return 2
-        if df is not None and (df.status == 'failed').any(): status = 1
+        if df is not None and 'failed' in {*df.status, *df.get('blind_status', ())}: status = 1
     return status

@@ -13,7 +13,8 @@ ENV = os.environ | {'PYTHONPATH': os.pathsep.join(filter(None, [str(REPO), os.en
 def test_every_paper_table_has_a_spec():
     assert table_names() == sorted(['table1', 'table2', 'table3', 'table4', 'table5', 'table7', 'table9', 'table10', 'figure4'])
     t3 = load_table('table3')
-    assert [r.paper.get('bleu4') for r in t3.rows] == [21.11, 8.36, 22.26, 24.32, None]
+    assert [r.paper.get('bleu4') for r in t3.rows] == [21.11, 8.36, 22.26, 24.32]       # the paper's four rows
+    assert t3.blind_baseline.train == {'blind': True} and load_table('table4').blind_baseline is None
     assert load_table('table2').rows[0].paper['bleurt'] == 42.23 and load_table('table5').rows[1].paper['kde_entropy'] == 0.12
 
 
@@ -28,37 +29,40 @@ def test_dry_run_prints_every_tables_jobs(mode, tmp_path):
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf): assert reproduce_cli(['all', '--dry-run', '--out', str(tmp_path), *mode]) == 0
     out = buf.getvalue()
-    for name in table_names():
-        spec = load_table(name)
-        for r in spec.rows:
-            assert f'# {name}: {r.name}' in out, (name, r.name)
+    specs = [load_table(n) for n in table_names()]
+    for spec in specs:
+        for r in spec.rows + [spec.blind_baseline] * bool(spec.blind_baseline):
+            assert f'# {spec.table}: {r.name}' in out, (spec.table, r.name)
     train = 'spamo.cli train' if mode[:1] == ['--num-processes'] else 'papermill ' + str(REPO / 'nbs' / '06_train.ipynb')
-    assert out.count(train) == sum(r.run for n in table_names() for r in load_table(n).rows)
+    assert out.count(train) == sum(r.run for s in specs for r in s.rows) + sum(bool(s.blind_baseline) for s in specs) == 27
     assert out.count('07_evaluate.ipynb') == out.count(train)
     assert '08_visual_tokens.ipynb' in out and ('spamo.cli extract' if mode[:1] == ['--num-processes'] else '02a_features.ipynb') in out
     assert not list(tmp_path.iterdir())  # a dry run writes nothing
 
 
 def test_smoke_miniature_skips_finished_rows_and_reports_failures(tmp_path):
-    "Two rows of Table 3 at smoke size through papermill; a re-run skips the finished row; a broken row fails alone."
+    "Rows of Table 3 at smoke size through papermill; a re-run skips the finished row and adds the blind baseline; a broken row fails alone."
     spec = yaml.safe_load((REPO / 'configs' / 'tables' / 'table3.yaml').read_text())
     rows = {r['name']: r for r in spec['rows']}
     spec['rows'] = [rows['ME'], rows['SE + ME + VT-Align'], dict(name='broken', train=dict(adapter='no-such-adapter'))]
     (tmp_path / 'mini3.yaml').write_text(yaml.safe_dump(spec))
     args = [str(tmp_path / 'mini3.yaml'), '--smoke', '--out', str(tmp_path / 'results')]
-    assert reproduce_cli(args + ['--rows', 'ME', 'broken']) == 1                       # a failed row: exit status 1
+    assert reproduce_cli(args + ['--rows', 'ME', 'broken', '--no-blind']) == 1         # a failed row: exit status 1
     csv = tmp_path / 'results' / 'table3-miniature.csv'
     df = pd.read_csv(csv)
-    assert list(df.row) == ['ME', 'broken'] and list(df.status) == ['done', 'failed']
+    assert list(df.row) == ['ME', 'broken'] and list(df.status) == ['done', 'failed'] and 'bleu4_blind' not in df
     assert 'no-such-adapter' in df.error[1] and 0 <= df.bleu4[0] <= 100 and df.bleu4_paper[0] == 8.36
     for c in ['bleu1', 'bleu1_paper', 'bleu4', 'bleu4_paper', 'rouge_l', 'rouge_l_paper', 'protocol', 'signature', 'run_dir']: assert c in df, c
     assert df.protocol[0] == 'slt' and df.signature[0].startswith('nrefs:1|case:mixed')
     run, first = tmp_path / 'results' / df.run_dir[0], df.bleu4[0]   # run folders are named relative to --out
     for nb in ('train.ipynb', 'evaluate.ipynb'): assert (run / nb).exists(), nb   # the executed copies stay with the run
-    assert reproduce_cli(args) == 1                                                  # all three rows
+    assert reproduce_cli(args) == 1                                                  # all three rows and the blind baseline
     df = pd.read_csv(csv)
-    assert list(df.status) == ['skipped', 'done', 'failed']
-    assert df.bleu4[0] == first and (tmp_path / 'results' / 'table3-miniature.png').stat().st_size > 5000
+    assert list(df.row) == ['ME', 'SE + ME + VT-Align', 'broken'] and list(df.status) == ['skipped', 'done', 'failed']
+    assert df.bleu4[0] == first and df.seconds[0] > 0 and (tmp_path / 'results' / 'table3-miniature.png').stat().st_size > 5000
+    blind = json.loads((tmp_path / 'results' / df.blind_run_dir[0] / 'eval-test' / 'metrics.json').read_text())
+    assert list(df.blind_status) == ['done'] * 3 and list(df.bleu4_blind) == [blind['bleu4']] * 3   # the same floor on every row
+    assert (tmp_path / 'results' / df.blind_run_dir[0] / 'evaluate.ipynb').exists()
 
 
 JOBS = {  # job notebook -> papermill parameters of a smoke run (06_train and 07_evaluate: the smoke miniature above runs
@@ -85,11 +89,13 @@ def miniature_out(tmp_path_factory):
 @slow
 @pytest.mark.parametrize('table', table_names())
 def test_miniature(table, miniature_out):
-    "Every table's miniature on SynthSign (SPAMO_SLOW=1): all rows run; Table 3's full model beats motion-only and blind."
+    "Every table's miniature on SynthSign (SPAMO_SLOW=1): all rows run; Table 3's full model beats motion-only and its blind baseline."
     out = miniature_out
     assert reproduce_cli([table, '--miniature', '--out', str(out)]) == 0
     df = pd.read_csv(out / f'{table}-miniature.csv').set_index('row')
     assert set(df.status) <= {'done', 'skipped', 'paper only'}   # skipped: another table's row ran the same run
+    assert set(df.get('blind_status', [])) <= {'done', 'skipped'}
     if table == 'table3':
+        assert list(df.index) == ['SE', 'ME', 'SE + ME', 'SE + ME + VT-Align']
         full = df.loc['SE + ME + VT-Align', 'bleu4']
-        assert full > df.loc['ME', 'bleu4'] and full > df.loc['blind baseline (prompt only)', 'bleu4'], df.bleu4
+        assert full > df.loc['ME', 'bleu4'] and full > df.loc['SE + ME + VT-Align', 'bleu4_blind'], df[['bleu4', 'bleu4_blind']]
