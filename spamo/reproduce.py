@@ -4,24 +4,24 @@
 
 # %% ../nbs/11_reproduce.ipynb #r11a0003
 from __future__ import annotations
-import argparse, hashlib, json, os, shlex, subprocess, sys, time, traceback
+import argparse, hashlib, json, os, shlex, subprocess, sys, time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 import yaml
 from .model import config_fields, config_from_params
 from .metrics import PROTOCOLS
+from .results import ANALYSIS_METRICS, fmt_number, write_results
 
 # %% auto #0
-__all__ = ['FEATURE_KEYS', 'LLM_KEYS', 'READS', 'ANALYSIS_METRICS', 'BLIND', 'MINIATURE', 'SMOKE', 'Row', 'TableSpec',
-           'check_row', 'repo_dir', 'tables_dir', 'load_table', 'table_names', 'row_settings', 'Job', 'extract_jobs',
-           'mini_encoder', 'mini_llm', 'random_llm', 'Plan', 'eval_jobs', 'plan_row', 'resolve', 'finished',
-           'read_metrics', 'run_plan', 'job_done', 'reproduce', 'run_row', 'select_rows', 'reproduce_cli']
+__all__ = ['FEATURE_KEYS', 'LLM_KEYS', 'READS', 'BLIND', 'MINIATURE', 'SMOKE', 'Row', 'TableSpec', 'check_row', 'repo_dir',
+           'tables_dir', 'load_table', 'table_names', 'row_settings', 'Job', 'extract_jobs', 'mini_encoder', 'mini_llm',
+           'random_llm', 'Plan', 'eval_jobs', 'plan_row', 'resolve', 'finished', 'read_metrics', 'run_plan', 'job_done',
+           'reproduce', 'run_row', 'select_rows', 'results_markdown', 'reproduce_cli']
 
 # %% ../nbs/11_reproduce.ipynb #r11a0006
 FEATURE_KEYS = ('spatial', 'pretrained', 'scales', 'motion', 'stride', 'pooling', 'recipe')  # 02a_features parameters
 LLM_KEYS = ('from_config', 'd_model', 'pretrain_steps')  # an LLM the runner builds (full: from_config; miniature: tiny T5)
 READS = ('trained', 'untrained adapter')  # analysis tables: the model a row reads
-ANALYSIS_METRICS = ('kde_entropy', 'gloss_agreement', 'gloss_shuffled', 'text_agreement', 'text_shuffled')
 
 @dataclass
 class Row:
@@ -364,7 +364,6 @@ def job_done(j: Job) -> bool:
 def reproduce(table, out='results', miniature: bool = False, rows: list | None = None, dry_run: bool = False,
               num_processes: int = 1, sizes: dict | None = None, verbose: bool = True, blind: bool = True) -> 'pd.DataFrame':
     "Run the rows of `table` (all, or those named or numbered in `rows`) and its blind baseline; write the results CSV and PNG."
-    from spamo.results import write_results
     spec, t0 = load_table(table), time.time()
     say = (lambda m: print(f'[{time.time() - t0:6.1f}s] {m}', flush=True)) if verbose else (lambda m: None)
     sizes = (sizes or (MINIATURE | spec.miniature)) if miniature else None
@@ -402,6 +401,26 @@ def select_rows(spec: TableSpec, rows: list | None) -> list[Row]:
     pick = [p or next((r for r in spec.rows if r.name == x), None) for p, x in zip(pick, rows)]
     if None in pick: raise ValueError(f"{spec.table}: no row {rows[pick.index(None)]!r}; rows: {', '.join(map(repr, names))}")
     return pick
+
+# %% ../nbs/11_reproduce.ipynb #r11b0006
+def results_markdown(csv) -> str:
+    "A results CSV of `spamo reproduce` as a Markdown table: `ours (paper)` per metric, the protocol named."
+    import pandas as pd
+    df, path = pd.read_csv(csv), Path(csv)
+    spec = load_table(df.table.iloc[0])
+    fmt = fmt_number
+    head = ['row', 'status', *spec.metrics]
+    lines = [f"### {spec.title}{' (miniature)' if df.miniature.astype(bool).any() else ''}", '',
+             f"`{path.name}`: ours (paper) per cell.", '', '| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+    for r in df.to_dict('records'):
+        cells = [' '.join(x for x in (fmt(r.get(m)), fmt(r.get(f'{m}_paper')) and f"({fmt(r.get(f'{m}_paper'))})") if x) for m in spec.metrics]
+        lines.append('| ' + ' | '.join([str(r['row']), str(r['status']), *cells]) + ' |')
+    blind = [m for m in spec.metrics if f'{m}_blind' in df and df[f'{m}_blind'].notna().any()]
+    if blind: lines += ['', f"Blind baseline (prompt only, the same training without the video; not in the paper): " +
+                        ', '.join(f"{m} {fmt(df[f'{m}_blind'].dropna().iloc[0])}" for m in blind) + '.']
+    lines += [''] * bool(df.notes.notna().any()) + [f"- {r['row']}: {r['notes']}" for r in df.to_dict('records') if isinstance(r.get('notes'), str) and r['notes']]
+    protos = sorted({f'{p}: `{s}`' for p, s in zip(df.protocol, df.signature) if isinstance(p, str)})
+    return '\n'.join(lines + ([''] + [f'Protocol {x}' for x in protos] if protos else []))
 
 # %% ../nbs/11_reproduce.ipynb #r11a0036
 def reproduce_cli(argv: list[str] | None = None) -> int:
