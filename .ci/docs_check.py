@@ -10,7 +10,8 @@
     python .ci/docs_check.py [ROOT] [--html DIR]     # exit status 1 and one line per problem when something is broken
 """
 from __future__ import annotations
-import argparse, os, sys
+import argparse, json, sys
+from contextlib import contextmanager
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -68,27 +69,42 @@ def check_page(html: str, page: Path, site: Path) -> tuple[list[str], int]:
     return problems, r.outputs
 
 
-def _shows_code(nb_path: Path) -> bool:
-    "Whether a notebook has a code cell its page shows (not hidden, not exported-only)."
-    import json
-    for c in json.loads(nb_path.read_text(encoding='utf-8'))['cells']:
-        src = ''.join(c['source'])
-        if c['cell_type'] == 'code' and src.strip() and not any(src.startswith(f'#| {d}') for d in ('hide', 'export')) and 'nbdev_export(' not in src:
-            return True
-    return False
+def cell_flags(src: str) -> set[str]:
+    "The nbdev directives at the top of a cell: `#| hide` gives 'hide', `#| eval: false` gives 'eval' and 'eval-false'."
+    out = set()
+    for line in src.splitlines():
+        if not line.startswith('#|'): break
+        out |= {w.rstrip(':') for w in line[2:].split()[:1]}
+        if line[2:].strip().lower().replace(' ', '') == 'eval:false': out.add('eval-false')
+    return out
+
+
+def shows_code(nb: dict) -> bool:
+    "Whether a notebook's page shows a code cell: one neither hidden nor exported, nor the closing `nbdev_export()`."
+    srcs = [''.join(c['source']) for c in nb['cells'] if c['cell_type'] == 'code']
+    return any(s.strip() and not cell_flags(s) & {'hide', 'export'} and 'nbdev_export(' not in s for s in srcs)
+
+
+@contextmanager
+def in_project(root):
+    "Inside the nbdev project `root`: the working folder, and nbdev's config cleared on the way in and out (it caches the first project it finds)."
+    from fastcore.xtras import working_directory
+    from nbdev.config import get_config
+    get_config.cache_clear()
+    try:
+        with working_directory(root): yield get_config()
+    finally: get_config.cache_clear()
 
 
 def check(root='.', html_dir: str | None = None, n_workers: int = 2, verbose: bool = True) -> list[str]:
     "Every problem of the site in project `root` (empty: the site is sound)."
-    import yaml
+    import markdown_it, nbformat, yaml
     from nbconvert import HTMLExporter
+    from nbdev.quarto import _nbdev_yml
+    from nbdev.serve import proc_nbs
     root = Path(root).resolve()
-    from nbdev.config import get_config
-    old = os.getcwd(); os.chdir(root); get_config.cache_clear()  # nbdev caches the project it found first
-    try:
-        from nbdev.quarto import _nbdev_yml
-        from nbdev.serve import proc_nbs
-        cfg, problems = get_config(), []
+    with in_project(root) as cfg:
+        problems = []
         nbs = cfg.nbs_path
         vals = {k: cfg[k] for k in ['title', 'description', 'branch', 'git_url', 'doc_host', 'doc_baseurl']} | dict(doc_path=cfg.doc_path.name)
         ny = nbs / 'nbdev.yml'
@@ -107,13 +123,12 @@ def check(root='.', html_dir: str | None = None, n_workers: int = 2, verbose: bo
         exporter = HTMLExporter(template_name='lab')
         for page in sorted(cache.rglob('*.ipynb')):
             if any(p.startswith(('.', '_')) for p in page.relative_to(cache).parts): continue
-            import nbformat
             nb = nbformat.read(page, as_version=4)  # the page without its front matter (a raw cell Quarto consumes)
             nb.cells = [c for c in nb.cells if not (c.cell_type == 'raw' and c.source.startswith('---'))]
             html, _ = exporter.from_notebook_node(nb)
             found, outputs = check_page(html, page, cache)
             problems += found
-            if outputs == 0 and _shows_code(nbs / page.relative_to(cache)):
+            if outputs == 0 and shows_code(json.loads((nbs / page.relative_to(cache)).read_text(encoding='utf-8'))):
                 problems.append(f'{page.relative_to(cache)}: shows code but no output (commit the notebook with its outputs)')
             if out:
                 dest = out / page.relative_to(cache).with_suffix('.html'); dest.parent.mkdir(parents=True, exist_ok=True)
@@ -121,10 +136,8 @@ def check(root='.', html_dir: str | None = None, n_workers: int = 2, verbose: bo
             if verbose: print(f'{page.relative_to(cache)}: {outputs} outputs, {len(found)} problems', flush=True)
         for md in sorted(cache.rglob('*.md')):
             if any(p.startswith(('.', '_')) for p in md.relative_to(cache).parts): continue
-            import markdown_it
             problems += check_page(markdown_it.MarkdownIt().render(md.read_text(encoding='utf-8')), md, cache)[0]
         return problems
-    finally: os.chdir(old); get_config.cache_clear()
 
 
 def main(argv=None) -> int:

@@ -8,19 +8,11 @@ pictures downscaled to a few tens of KB. Run it after changing a notebook, then 
 from __future__ import annotations
 import base64, io, json, os, re, sys, tempfile, time
 from pathlib import Path
+from docs_check import cell_flags   # .ci/ is on the path of a script run from it
 
 ROOT = Path(__file__).resolve().parents[1]
 SKIP_FLAGS = {'slow', 'cuda'} - set(os.environ.get('FILL_FLAGS', '').split())  # FILL_FLAGS=slow: run slow cells too
 MAX_IMAGE_BYTES = 48_000
-
-
-def _directives(src: str) -> set[str]:
-    out = set()
-    for line in src.splitlines():
-        if not line.startswith('#|'): break
-        out |= {w.rstrip(':') for w in line[2:].split()[:1]}
-        if line[2:].strip().lower().replace(' ', '') == 'eval:false': out.add('eval-false')
-    return out
 
 
 def machine_paths() -> list[str]:
@@ -78,7 +70,7 @@ def fill(path: Path) -> float:
     nb, t0 = read_nb(path), time.time()
     def no_eval(cell):
         if cell.cell_type != 'code' or 'nbdev_export' + '(' in cell.source: return True
-        return bool(_directives(cell.source) & (SKIP_FLAGS | {'eval-false'}))
+        return bool(cell_flags(cell.source) & (SKIP_FLAGS | {'eval-false'}))
     os.environ['IN_TEST'] = '1'
     k = CaptureShell(path, mpl_format='png')
     k.run_cell('import matplotlib; matplotlib.rcParams["figure.dpi"] = 72')

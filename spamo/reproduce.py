@@ -305,7 +305,9 @@ def read_metrics(spec: TableSpec, row: Row, run: Path) -> dict:
     "The row's numbers: BLEU etc. from the evaluation, KDE entropy and agreement from the analysis."
     m = json.loads((run / 'eval-test' / 'metrics.json').read_text())
     out = {k: m.get(k) for k in spec.metrics if k not in ANALYSIS_METRICS} | dict(protocol=m.get('protocol'), signature=m.get('signature'))
-    if spec.bleurt and out.get('bleurt') is None: out |= _bleurt(run)
+    if spec.bleurt and out.get('bleurt') is None:
+        out['bleurt'], why = _bleurt(run)
+        if why: out['notes'] = '; '.join(filter(None, [row.notes, f'BLEURT not scored: {why}']))
     if spec.analysis:
         import pandas as pd
         a = json.loads((run / 'analysis-test' / 'analysis.json').read_text())
@@ -317,12 +319,12 @@ def read_metrics(spec: TableSpec, row: Row, run: Path) -> dict:
         out |= {k: v for k, v in got.items() if k in spec.metrics}
     return out
 
-def _bleurt(run: Path) -> dict:
+def _bleurt(run: Path) -> tuple:
     import csv
     from spamo.metrics import bleurt_score, BleurtUnavailable
     rows = list(csv.DictReader(open(run / 'eval-test' / 'predictions.tsv', encoding='utf-8'), delimiter='\t'))
-    try: return dict(bleurt=bleurt_score([r['hypothesis'] for r in rows], [r['reference'] for r in rows]))
-    except BleurtUnavailable as e: return dict(bleurt=None, bleurt_error=str(e))
+    try: return bleurt_score([r['hypothesis'] for r in rows], [r['reference'] for r in rows]), ''
+    except BleurtUnavailable as e: return None, str(e)
 
 # %% ../nbs/11_reproduce.ipynb #r11a0030
 def _prepare(plans: list, log) -> tuple[dict, dict]:
@@ -350,8 +352,9 @@ def run_plan(spec: TableSpec, p: Plan, log) -> dict:
         if j.nb == '06_train.ipynb': j.params['resume'] = (p.run / 'checkpoints' / 'last').exists()
         log(f'{p.row.name}: {j.nb}'); j.run(p.run.parent / f'{p.run.name}.log')
         if j.nb == '02a_features.ipynb': (Path(j.params['out']) / f"done-{j.params['split']}").touch()
-    record.write_text(json.dumps(dict(seconds=round(time.time() - t0, 1))))
-    return dict(status='done', seconds=round(time.time() - t0, 1))
+    took = dict(seconds=round(time.time() - t0, 1))
+    record.write_text(json.dumps(took))
+    return dict(status='done') | took
 
 def job_done(j: Job) -> bool:
     "Whether a job's output is there already (another table's row ran it): an extracted split, a finished training, scores."
@@ -389,7 +392,6 @@ def run_row(spec: TableSpec, p: Plan, built: dict, error: str | None, out, minia
     else:
         try: resolve(p, built); res |= run_plan(spec, p, say); res |= read_metrics(spec, p.row, p.run)
         except Exception as e: res |= dict(status='failed', error=f'{type(e).__name__}: {e}'); say(f'{p.row.name}: FAILED {e}')
-    if res.get('bleurt_error'): res['notes'] = '; '.join(filter(None, [res['notes'], f"BLEURT not scored: {res.pop('bleurt_error')}"]))
     return res | {f'{k}_paper': p.row.paper.get(k) for k in spec.metrics}
 
 # %% ../nbs/11_reproduce.ipynb #r11a0033
@@ -408,16 +410,15 @@ def results_markdown(csv) -> str:
     import pandas as pd
     df, path = pd.read_csv(csv), Path(csv)
     spec = load_table(df.table.iloc[0])
-    fmt = fmt_number
     head = ['row', 'status', *spec.metrics]
     lines = [f"### {spec.title}{' (miniature)' if df.miniature.astype(bool).any() else ''}", '',
              f"`{path.name}`: ours (paper) per cell.", '', '| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     for r in df.to_dict('records'):
-        cells = [' '.join(x for x in (fmt(r.get(m)), fmt(r.get(f'{m}_paper')) and f"({fmt(r.get(f'{m}_paper'))})") if x) for m in spec.metrics]
+        cells = [' '.join(x for x in (fmt_number(r.get(m)), fmt_number(r.get(f'{m}_paper')) and f"({fmt_number(r.get(f'{m}_paper'))})") if x) for m in spec.metrics]
         lines.append('| ' + ' | '.join([str(r['row']), str(r['status']), *cells]) + ' |')
     blind = [m for m in spec.metrics if f'{m}_blind' in df and df[f'{m}_blind'].notna().any()]
     if blind: lines += ['', f"Blind baseline (prompt only, the same training without the video; not in the paper): " +
-                        ', '.join(f"{m} {fmt(df[f'{m}_blind'].dropna().iloc[0])}" for m in blind) + '.']
+                        ', '.join(f"{m} {fmt_number(df[f'{m}_blind'].dropna().iloc[0])}" for m in blind) + '.']
     lines += [''] * bool(df.notes.notna().any()) + [f"- {r['row']}: {r['notes']}" for r in df.to_dict('records') if isinstance(r.get('notes'), str) and r['notes']]
     protos = sorted({f'{p}: `{s}`' for p, s in zip(df.protocol, df.signature) if isinstance(p, str)})
     return '\n'.join(lines + ([''] + [f'Protocol {x}' for x in protos] if protos else []))

@@ -14,13 +14,6 @@ NONE_METHODS = {'close', 'axis', 'savefig', 'legend', 'tight_layout', 'zero_grad
                 'mkdir', 'unlink', 'touch', 'update', 'append', 'extend', 'clear', 'sort', 'manual_seed', 'set_num_threads'}  # they return None
 
 
-def _src(c): return ''.join(c['source'])
-
-
-def _flags(src):
-    return {l[2:].split()[0].rstrip(':') for l in src.splitlines() if l.startswith('#|') and l[2:].split()}
-
-
 def shows_a_value(src: str) -> bool:
     "Whether a cell ends in an expression Jupyter displays (not a test, an assert or a `;`-silenced line)."
     try: tree = ast.parse(src)
@@ -39,8 +32,8 @@ def missing_outputs(nb: dict) -> list[str]:
     out = []
     for c in nb['cells']:
         if c['cell_type'] != 'code' or c.get('outputs'): continue
-        s = _src(c)
-        if _flags(s) & {'hide', 'export', 'exports', 'exporti', 'slow', 'cuda', 'eval'} or 'nbdev_export(' in s: continue
+        s = ''.join(c['source'])
+        if docs_check.cell_flags(s) & {'hide', 'export', 'exports', 'exporti', 'slow', 'cuda', 'eval'} or 'nbdev_export(' in s: continue
         if shows_a_value(s) or re.search(r'\b(display|plt\.(imshow|plot|subplots|figure))\(', s): out.append(c.get('id', '?'))
     return out
 
@@ -50,7 +43,7 @@ def test_notebook_is_committed_with_its_outputs(path):
     "Every check that shows a value, every table and picture carries its output (run .ci/fill_outputs.py)."
     nb = json.loads(path.read_text())
     assert not missing_outputs(nb), f'{path.name}: cells without their outputs {missing_outputs(nb)}: run OMP_NUM_THREADS=1 python .ci/fill_outputs.py {path.relative_to(REPO)}'
-    if any(c['cell_type'] == 'code' and not _flags(_src(c)) & {'hide', 'export'} and 'nbdev_export(' not in _src(c) for c in nb['cells']):
+    if docs_check.shows_code(nb):
         assert any(c.get('outputs') for c in nb['cells'] if c['cell_type'] == 'code'), f'{path.name} shows nothing'
 
 
@@ -84,12 +77,8 @@ def test_every_notebook_is_in_the_sidebar_and_nbdev_yml_is_nbdevs():
     sections = [s['section'] for s in quarto['website']['sidebar']['contents']]
     assert sections == ['Get started', 'Tutorials', 'Reproduce the paper', 'API']
     assert (REPO / 'nbs' / '_quarto.yml').resolve() == (REPO / '_quarto.yml').resolve()
-    import os
-    from nbdev.config import get_config
     from nbdev.quarto import _nbdev_yml
-    cwd = os.getcwd(); os.chdir(REPO); get_config.cache_clear()
-    try: cfg = get_config()
-    finally: os.chdir(cwd); get_config.cache_clear()
+    with docs_check.in_project(REPO) as cfg: pass
     vals = {k: cfg[k] for k in ['title', 'description', 'branch', 'git_url', 'doc_host', 'doc_baseurl']} | dict(doc_path=cfg.doc_path.name)
     assert (REPO / 'nbs' / 'nbdev.yml').read_text() == _nbdev_yml.format(**vals)
     assert cfg.custom_sidebar  # the sidebar is _quarto.yml's; nbdev must not write its own sidebar.yml
@@ -119,12 +108,8 @@ def _project(tmp_path, page_md: str):
     (root / 'nbs' / 'pic.png').write_bytes(base64.b64decode('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=='))
     (root / 'nbs' / '_quarto.yml').write_text(yaml.safe_dump({'project': dict(type='website'), 'metadata-files': ['nbdev.yml'],
         'website': dict(sidebar=dict(contents=[dict(section='Get started', contents=['index.ipynb', 'a.ipynb'])]))}, sort_keys=False))
-    import os
-    from nbdev.config import get_config
     from nbdev.quarto import refresh_quarto_yml
-    cwd = os.getcwd(); os.chdir(root); get_config.cache_clear()   # nbdev caches the first project it finds
-    try: refresh_quarto_yml()
-    finally: os.chdir(cwd); get_config.cache_clear()
+    with docs_check.in_project(root): refresh_quarto_yml()
     return root
 
 
