@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib, sys
 
 # %% auto #0
-__all__ = ['COMMANDS', 'main', 'end_process_group']
+__all__ = ['COMMANDS', 'main']
 
 # %% ../nbs/10_cli.ipynb #f0e07aab
 COMMANDS = {  # command -> (module, function, one-line help)
@@ -39,14 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     if cmd not in COMMANDS:
         print(f"spamo: unknown command {cmd!r}; known: {', '.join(COMMANDS)}", file=sys.stderr); return 2
     mod, fn, _ = COMMANDS[cmd]
-    status = getattr(importlib.import_module(mod), fn)(rest)
-    end_process_group()
-    return int(status or 0)
-
-def end_process_group() -> None:
-    "Close the process group of a job run by `torchrun` / `accelerate launch` before exit, as torch asks (no abort at teardown)."
-    dist = sys.modules.get('torch.distributed')   # only when the command imported torch
-    if dist is not None and dist.is_available() and dist.is_initialized(): dist.destroy_process_group()
+    return int(getattr(importlib.import_module(mod), fn)(rest) or 0)   # jobs close their process group at exit (`spamo.features`)
 
 # `python -m spamo.cli ...` (e.g. under `accelerate launch` or `torchrun`); not when a notebook kernel runs this cell
 if __name__ == '__main__' and not hasattr(__builtins__, '__IPYTHON__') and 'get_ipython' not in globals(): sys.exit(main())

@@ -4,7 +4,7 @@
 
 # %% ../nbs/02a_features.ipynb #b03d59f0
 from __future__ import annotations
-import argparse, hashlib, json, os, queue, re, sys, threading, time
+import argparse, atexit, hashlib, json, os, queue, re, sys, threading, time
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 import numpy as np
@@ -17,8 +17,8 @@ from .motion import MotionEncoder
 # %% auto #0
 __all__ = ['CHECKED', 'FORMAT', 'RELEASED', 'recipe_of', 'store_settings', 'setting', 'settings_diff', 'settings_hash',
            'record_name', 'write_record', 'read_header', 'FeatureStore', 'store_lock', 'read_released', 'released_key',
-           'pair_released', 'released_settings', 'released_ids', 'sample_id', 'import_released', 'extract',
-           'extract_cli', 'settings_from', 'import_features_cli']
+           'pair_released', 'released_settings', 'released_ids', 'sample_id', 'import_released', 'end_process_group',
+           'extract', 'extract_cli', 'settings_from', 'import_features_cli']
 
 # %% ../nbs/02a_features.ipynb #111fb7c8
 CHECKED = ('spatial', 'spatial_weights', 'scales', 'spatial_dim', 'motion', 'motion_weights', 'clip_len', 'stride',
@@ -285,6 +285,13 @@ def _prefetch(samples, every, size, depth:int=2):
         while t.is_alive():                          # unblock the worker if it waits on a full queue
             try: q.get_nowait()
             except queue.Empty: t.join(0.05)
+
+def end_process_group() -> None:
+    "Close the process group of a `torchrun` / `accelerate launch` job before exit, as torch asks (no abort at teardown)."
+    dist = sys.modules.get('torch.distributed')
+    if dist is not None and dist.is_available() and dist.is_initialized(): dist.destroy_process_group()
+
+atexit.register(end_process_group)   # every script that extracts, trains or evaluates with spamo (the CLI's jobs too)
 
 def _encoder(enc, cls, recipe:str|None=None):
     "`enc`, or the encoder it names built with `recipe` ('spamo' when None); a given encoder of another recipe raises."

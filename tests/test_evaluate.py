@@ -118,6 +118,7 @@ GATHER_SCRIPT = textwrap.dedent('''
     g2 = gather_predictions(ids, hyps, refs)          # torch.distributed all_gather_object
     json.dump(dict(n=acc.num_processes, g=g, g2=g2, bleu4=corpus_bleu(g[1], g[2], settings_for('de'))[0]['bleu4']),
               open(f'{sys.argv[1]}/rank{acc.process_index}.json', 'w'))
+    acc.end_training()   # closes the process group, as torch asks before exit
 ''')
 
 @pytest.mark.skipif(shutil.which('torchrun') is None, reason='torchrun not found')

@@ -45,6 +45,24 @@ def torchrun(script: Path, *args):
     return run(['torchrun', '--standalone', '--nproc_per_node', '2', str(script), *map(str, args)])
 
 
+# A one-process gloo group, as `torchrun` sets up; the handler registered before spamo.features runs after spamo's own
+# (atexit is last in, first out) and says whether the group was still open at exit.
+AT_EXIT = r'''
+import atexit, sys, torch.distributed as dist
+atexit.register(lambda: print('open at exit:', dist.is_initialized()))
+import spamo.features
+dist.init_process_group('gloo', init_method=f'file://{sys.argv[1]}', rank=0, world_size=1)
+dist.barrier()
+'''
+
+
+def test_a_job_closes_its_process_group_at_exit(tmp_path):
+    "A script that imports spamo.features leaves no process group to interpreter teardown (where gloo can abort with SIGABRT)."
+    script = tmp_path / 'exit.py'; script.write_text(AT_EXIT)
+    p = run([sys.executable, str(script), str(tmp_path / 'rendezvous')])
+    assert p.stdout.strip().splitlines()[-1] == 'open at exit: False', p.stdout
+
+
 @needs_torchrun
 def test_two_process_extraction_equals_one(tmp_path):
     "torchrun --nproc_per_node 2 `spamo extract`: the same ids, the same record tensors and a complete index as one process."
