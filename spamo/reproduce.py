@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 from .model import config_fields, config_from_params
 from .metrics import PROTOCOLS
-from .results import ANALYSIS_METRICS, fmt_number, write_results
+from .results import ANALYSIS_METRICS, blind_value, fmt_number, write_results
 
 # %% auto #0
 __all__ = ['FEATURE_KEYS', 'LLM_KEYS', 'READS', 'BLIND', 'MINIATURE', 'SMOKE', 'Row', 'TableSpec', 'check_row', 'repo_dir',
@@ -416,9 +416,9 @@ def results_markdown(csv) -> str:
     for r in df.to_dict('records'):
         cells = [' '.join(x for x in (fmt_number(r.get(m)), fmt_number(r.get(f'{m}_paper')) and f"({fmt_number(r.get(f'{m}_paper'))})") if x) for m in spec.metrics]
         lines.append('| ' + ' | '.join([str(r['row']), str(r['status']), *cells]) + ' |')
-    blind = [m for m in spec.metrics if f'{m}_blind' in df and df[f'{m}_blind'].notna().any()]
+    blind = {m: b for m in spec.metrics if (b := blind_value(df, m)) is not None}
     if blind: lines += ['', f"Blind baseline (prompt only, the same training without the video; not in the paper): " +
-                        ', '.join(f"{m} {fmt_number(df[f'{m}_blind'].dropna().iloc[0])}" for m in blind) + '.']
+                        ', '.join(f'{m} {fmt_number(b)}' for m, b in blind.items()) + '.']
     lines += [''] * bool(df.notes.notna().any()) + [f"- {r['row']}: {r['notes']}" for r in df.to_dict('records') if isinstance(r.get('notes'), str) and r['notes']]
     protos = sorted({f'{p}: `{s}`' for p, s in zip(df.protocol, df.signature) if isinstance(p, str)})
     return '\n'.join(lines + ([''] + [f'Protocol {x}' for x in protos] if protos else []))

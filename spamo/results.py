@@ -9,7 +9,7 @@ from pathlib import Path
 ANALYSIS_METRICS = ('kde_entropy', 'gloss_agreement', 'gloss_shuffled', 'text_agreement', 'text_shuffled')  # from the visual-token job
 
 # %% auto #0
-__all__ = ['ANALYSIS_METRICS', 'write_results', 'fmt_number', 'plot_results', 'pd_float']
+__all__ = ['ANALYSIS_METRICS', 'write_results', 'fmt_number', 'blind_value', 'plot_results', 'pd_float']
 
 # %% ../nbs/10a_results.ipynb #r11b0010
 def write_results(spec: 'TableSpec', results: list, out: Path, tag: str, say=print, blind: dict | None = None) -> 'pd.DataFrame':
@@ -30,6 +30,11 @@ def write_results(spec: 'TableSpec', results: list, out: Path, tag: str, say=pri
 
 def fmt_number(v) -> str: return '' if v is None or v != v else f'{v:.2f}'   # v != v: NaN
 
+def blind_value(df, m: str) -> float | None:
+    "The blind baseline's `m` in a results table (the same on every row); None where it was not scored."
+    s = df[f'{m}_blind'].dropna() if f'{m}_blind' in df else ()
+    return float(s.iloc[0]) if len(s) else None
+
 # %% ../nbs/10a_results.ipynb #r11b0011
 def plot_results(df, spec: 'TableSpec', path: Path) -> Path:
     "Ours and the paper's, one panel per metric, one pair of bars per row; the blind baseline dashed."
@@ -40,7 +45,7 @@ def plot_results(df, spec: 'TableSpec', path: Path) -> Path:
     for ax, m in zip(axes[0], spec.metrics):
         ours, paper = (pd_float(df[c]) for c in (m, f'{m}_paper'))
         ax.bar(x - 0.2, ours, 0.4, label='ours'); ax.bar(x + 0.2, paper, 0.4, label='paper')
-        if f'{m}_blind' in df and df[f'{m}_blind'].notna().any(): ax.axhline(float(df[f'{m}_blind'].dropna().iloc[0]), color='k', ls='--', lw=1, label='blind baseline')
+        if (b := blind_value(df, m)) is not None: ax.axhline(b, color='k', ls='--', lw=1, label='blind baseline')
         ax.set_title(m); ax.set_xticks(x, [str(r)[:18] for r in df.row], rotation=40, ha='right', fontsize=7)
     fig.legend(*axes[0][0].get_legend_handles_labels(), loc='upper center', bbox_to_anchor=(0.5, 0.92), ncol=3, fontsize=7, frameon=False)
     fig.suptitle(f"{spec.title}{' (miniature: SynthSign, tiny models)' if bool(df.miniature.any()) else ''}", fontsize=9)
