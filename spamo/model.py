@@ -41,7 +41,7 @@ class ModelConfig:
     "The model: LLM, LoRA, Sign Adapter, loss weight and prompt (the paper's values)."
     llm: str = 'google/flan-t5-xl'  # hub name or local folder
     llm_family: str = 'seq2seq'     # an LLM_FAMILIES name
-    llm_dtype: str = 'auto'         # auto (bf16 on GPU, see resolve_dtype) | bf16 | fp32
+    llm_dtype: str = 'auto'         # auto (bf16 on GPU, fp32 on CPU: see resolve_dtype) | bf16 | fp32
     lora: bool = True               # LoRA on q, v
     lora_r: int = 16                # LoRA rank
     lora_alpha: int = 32            # LoRA alpha
@@ -74,7 +74,7 @@ class TrainConfig:
     lr_warmup_steps: int = 10000    # linear warm-up
     weight_decay: float = 0.01      # AdamW weight decay
     clip_grad: float = 1.0          # gradient clipping
-    precision: str = 'auto'         # autocast: auto (bf16 on GPU, see resolve_dtype) | bf16 | fp32
+    precision: str = 'auto'         # autocast: auto (bf16 on GPU, fp32 on CPU: see resolve_dtype) | bf16 | fp32
     eval_every: int = 887           # steps between dev evaluations (one PHOENIX14T epoch)
     save_every: int = 887           # steps between checkpoints
     num_beams: int = 5              # beam size

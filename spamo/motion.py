@@ -149,7 +149,7 @@ class MotionEncoder(nn.Module):
 
     def prepare(self, device='cpu', dtype='auto'):
         "Move to `device` with weights in `dtype` (see `resolve_dtype`); eager attention for bf16 on CPU, SDPA otherwise."
-        dt = resolve_dtype(dtype, device)
+        dt = resolve_dtype(dtype, device, frozen=True)
         self.to(device=device, dtype=dt)
         cpu_bf16 = torch.device(device).type == 'cpu' and dt == torch.bfloat16
         if hasattr(self.backbone, 'set_attention'): self.backbone.set_attention('eager' if cpu_bf16 else 'sdpa')

@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_spatial.ipynb #125a066a
 from __future__ import annotations
-import math
+import math, os
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -15,8 +15,8 @@ from fastcore.basics import patch
 from .registry import Registry
 
 # %% auto #0
-__all__ = ['CLIP_MEAN', 'CLIP_STD', 'IMAGENET_MEAN', 'IMAGENET_STD', 'RECIPES', 'MODES', 'SPATIAL', 'DTYPES', 'as_frames',
-           'resize_to', 'resize_crop', 'normalize', 'check_recipe', 'ImageProcessing', 'image_processing',
+__all__ = ['CLIP_MEAN', 'CLIP_STD', 'IMAGENET_MEAN', 'IMAGENET_STD', 'RECIPES', 'MODES', 'SPATIAL', 'DTYPES', 'CPU_BF16_ENV',
+           'as_frames', 'resize_to', 'resize_crop', 'normalize', 'check_recipe', 'ImageProcessing', 'image_processing',
            'resized_side', 'processor_crop', 'process_images', 's2_split', 's2_merge', 'last_hidden', 'OpenClipCLS',
            'HFCLS', 'seeded', 'open_clip_backbone', 'hf_backbone', 'spatial_family', 'spatial_backbone', 'cpu_has_bf16',
            'resolve_dtype', 'default_batch', 'SpatialEncoder', 's2_images']
@@ -243,22 +243,28 @@ def spatial_backbone(model='ViT-L-14', # a `SPATIAL` name, an open_clip name, or
 # %% ../nbs/01_spatial.ipynb #4af5d865
 DTYPES = {'fp32': torch.float32, 'float32': torch.float32, 'bf16': torch.bfloat16, 'bfloat16': torch.bfloat16,
           'fp16': torch.float16, 'float16': torch.float16}
+CPU_BF16_ENV = 'SPAMO_CPU_BF16'   # '1' or '0': decide as on a CPU with (without) native bf16
 
 def cpu_has_bf16() -> bool:
-    "Whether this CPU has native bf16 matmuls (AVX512-BF16 or AMX); without them bf16 is a slow emulated path."
+    "Whether this CPU has native bf16 matmuls (AVX512-BF16 or AMX), or what `$SPAMO_CPU_BF16` says it has."
+    if (v := os.environ.get(CPU_BF16_ENV, '').strip()):
+        if v not in ('0', '1'): raise ValueError(f"{CPU_BF16_ENV}={v!r}: use 1 (decide as on a CPU with native bf16) or 0 (without)")
+        return v == '1'
     try: flags = open('/proc/cpuinfo').read()
     except OSError: return False
     return any(f in flags for f in ('avx512_bf16', 'amx_bf16'))
 
 def resolve_dtype(dtype:str|torch.dtype='auto', # 'auto', 'fp32', 'bf16' or 'fp16'
-                  device='cpu') -> torch.dtype:
-    "The compute dtype: 'auto' is bf16 on CUDA with bf16 and on CPUs with native bf16, fp32 otherwise."
+                  device='cpu', # where it runs
+                  frozen:bool=False, # True for frozen encoders (extraction): the only work that may run in bf16 on a CPU
+                 ) -> torch.dtype:
+    "The compute dtype: 'auto' is bf16 on CUDA; on a CPU, bf16 for frozen encoders where the CPU has native bf16, else fp32."
     if isinstance(dtype, torch.dtype): return dtype
     if dtype != 'auto':
         if dtype not in DTYPES: raise ValueError(f"unknown dtype {dtype!r}; known: auto, {', '.join(DTYPES)}")
         return DTYPES[dtype]
     if torch.device(device).type == 'cuda': return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if cpu_has_bf16() else torch.float32
+    return torch.bfloat16 if frozen and cpu_has_bf16() else torch.float32
 
 # %% ../nbs/01_spatial.ipynb #1640966b
 def default_batch(device, # where the encoder runs
@@ -306,7 +312,7 @@ class SpatialEncoder(nn.Module):
 
     def prepare(self, device='cpu', dtype='auto'):
         "Move to `device` with weights in `dtype` (see `resolve_dtype`); channels-last for the patch convolution."
-        self.to(device=device, dtype=resolve_dtype(dtype, device))
+        self.to(device=device, dtype=resolve_dtype(dtype, device, frozen=True))
         return self.to(memory_format=torch.channels_last) if self.dtype != torch.float32 else self
 
 # %% ../nbs/01_spatial.ipynb #98466ba5

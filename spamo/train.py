@@ -83,10 +83,14 @@ class RunLog:
 
 # %% ../nbs/06_train.ipynb #14c5db86
 def make_accelerator(precision:str='auto'): # 'auto' (see `resolve_dtype`), 'bf16', 'fp16' or 'fp32'
-    "The Accelerator of a run: CUDA when there is one, mixed precision by the one `resolve_dtype` rule."
+    "The run's Accelerator: CUDA when there is one; precision by `resolve_dtype`, or `accelerate launch`'s choice for 'auto'."
     from accelerate import Accelerator, DistributedDataParallelKwargs
+    from accelerate.state import AcceleratorState
     cuda = torch.cuda.is_available()
     mp = {torch.bfloat16: 'bf16', torch.float16: 'fp16', torch.float32: 'no'}[resolve_dtype(precision, 'cuda' if cuda else 'cpu')]
+    if precision == 'auto' and os.environ.get('ACCELERATE_MIXED_PRECISION'): mp = os.environ['ACCELERATE_MIXED_PRECISION']
+    if AcceleratorState._shared_state.get('_mixed_precision', mp) != mp:
+        AcceleratorState._reset_state()   # an earlier run of this process chose another precision: renew it, keep the process group
     # LoRA gets no gradient in the warm-up stage: DDP must be told some parameters can be unused
     return Accelerator(cpu=not cuda, mixed_precision=mp, kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
 

@@ -72,27 +72,75 @@ def load_decord():
     import torch, decord  # noqa: F401  (the order matters)
     return decord
 
+def _rgb(a: np.ndarray, hw=None) -> np.ndarray:
+    "`a` if it is a well-formed (T, H, W, 3) batch, of size `hw` where given; decord 3.4 returns (H, W, stride/W) frames at some widths."
+    if a.ndim != 4 or a.shape[-1] != 3 or (hw is not None and tuple(a.shape[1:3]) != tuple(hw)):
+        raise ValueError(f'decord returned frames of shape {tuple(a.shape)}, not (T, H, W, 3)')
+    return a
+
+# %% ../nbs/00_video.ipynb #240ede3c
+def _av_graph(stream, hw):
+    "A PyAV filter graph converting frames of `stream` as decord does (`scale=W:H,format=rgb24`)."
+    import av
+    g, (h, w) = av.filter.Graph(), hw or (stream.codec_context.height, stream.codec_context.width)
+    chain = [g.add_buffer(template=stream), g.add('scale', f'{w}:{h}'), g.add('format', 'rgb24'), g.add('buffersink')]
+    for a, b in zip(chain, chain[1:]): a.link_to(b)
+    g.configure()
+    return g
+
+def _av_reader(path, hw):
+    "A function reading chunks of increasing frame indices of `path` with PyAV, by decoding forward."
+    import av
+    c = av.open(path); s = c.streams.video[0]; g, frames = _av_graph(s, hw), enumerate(c.decode(s))
+    def read(ids):
+        got, want = {}, set(ids)
+        for i, f in frames:
+            if i in want: g.push(f); got[i] = g.pull().to_ndarray()
+            if i >= ids[-1]: break
+        if len(got) < len(ids): raise VideoError(f'PyAV decoded {len(got)} of frames {ids[0]}..{ids[-1]}')
+        return np.stack([got[i] for i in ids])
+    return read
+
+# %% ../nbs/00_video.ipynb #f9dab2fe
+def _av_info(path) -> tuple[int, float]:
+    "Frame count and fps of a video, from PyAV (counting the decoded frames where the container does not say)."
+    import av
+    with av.open(path) as c:
+        if not c.streams.video: return 0, 0.0
+        s = c.streams.video[0]
+        return s.frames or sum(1 for _ in c.decode(s)), float(s.average_rate or s.guessed_rate or 0)
+
+# %% ../nbs/00_video.ipynb #16a2b7c3
+def _ways(vr, path, hw):
+    "Readers of a chunk of frame indices, best first: decord's batch, decord frame by frame, PyAV."
+    if vr is not None:
+        yield lambda ids: _rgb(vr.get_batch(ids).asnumpy(), hw)
+        yield lambda ids: np.concatenate([_rgb(vr[i].asnumpy()[None], hw) for i in ids])
+    yield _av_reader(path, hw)
+
 def _batches(vr, path, idx, hw, chunk):
-    "uint8 batches of frames `idx` from decord reader `vr`, resized by its scaler, or by PIL where that scaler fails."
-    decord = load_decord()
-    pil = False
+    "uint8 batches of frames `idx`, each read the first of `_ways` that works; a way that failed is not tried again."
+    ways = _ways(vr, path, hw)
+    read = next(ways)
     for c in range(0, len(idx), chunk):
         ids = list(idx[c:c + chunk])
-        if not pil:
-            try: yield vr.get_batch(ids).asnumpy(); continue
-            except Exception:  # decord 3.4 mis-sizes some small widths (8, 16, 24, 48): retry at full size
-                if hw is None or c > 0: raise
-                vr, pil = decord.VideoReader(path, ctx=decord.cpu(0)), True
-        yield np.stack([np.asarray(Image.fromarray(f).resize((hw[1], hw[0]), Image.BILINEAR)) for f in vr.get_batch(ids).asnumpy()])
+        while True:
+            try: b = read(ids); break
+            except Exception as e:
+                try: read = next(ways)
+                except StopIteration: raise e from None
+        yield b
 
 # %% ../nbs/00_video.ipynb #b3902255
 def _read_container(path, start, end, every, hw, where, chunk=32) -> tuple[np.ndarray, float]:
-    "Decode a video file with decord, `chunk` frames at a time."
+    "Decode a video file `chunk` frames at a time: with decord, or PyAV where decord cannot open it."
     decord = load_decord()
     try:
         vr = decord.VideoReader(str(path), ctx=decord.cpu(0), **(dict(width=hw[1], height=hw[0]) if hw else {}))
         n, fps = len(vr), float(vr.get_avg_fps())
-    except Exception as e: raise VideoError(f"{where}: cannot decode ({_short(e)})") from e
+    except Exception as e:
+        try: vr, (n, fps) = None, _av_info(str(path))
+        except Exception: raise VideoError(f"{where}: cannot decode ({_short(e)})") from e
     if n == 0 or not fps > 0: raise VideoError(f"{where}: holds no video frames")
     idx, out = _indices(n, fps, start, end, every, where), np.empty((0,), np.uint8)
     try:

@@ -10,23 +10,32 @@ from spamo.testing import smoke_run
 REPO = Path(__file__).resolve().parents[1]
 STEPS = 8
 
-# Runs `train` on the config in argv[1]. Test hooks live here, not in the library: KILL_BETWEEN_RENAMES_AT=s sends
-# SIGKILL to itself after `last` -> `last.old` and before `last.tmp` -> `last` of step s's save; SLOW_SAVE=x sleeps
-# x seconds inside each checkpoint write (while `last.tmp` exists) so the test can kill it there from outside.
+# Runs `train` on the config in argv[1]. Test hooks live here, not in the library; each fires at an event, never after a
+# delay, so the test behaves the same on a fast or a slow machine:
+# PAUSE_AFTER_ROW=s writes the file PAUSED and waits for ever once log.csv holds step s's row (the test kills it there);
+# KILL_BETWEEN_RENAMES_AT=s sends SIGKILL to itself after `last` -> `last.old` and before `last.tmp` -> `last` of step s's
+# save; PAUSE_IN_SAVE_AT=s writes PAUSED and waits for ever inside step s's checkpoint write (while `last.tmp` exists).
 SCRIPT = r'''
 import json, os, pathlib, signal, sys, time, torch
 import spamo.train
 from spamo.model import config_from_params, save_checkpoint
-at, slow, now = int(os.environ.get('KILL_BETWEEN_RENAMES_AT', 0)), float(os.environ.get('SLOW_SAVE', 0)), {}
+env, now = lambda k: int(os.environ.get(k, 0)), {}
+def pause():
+    pathlib.Path(os.environ['PAUSED']).write_text(str(now.get('step')))
+    while True: time.sleep(1)
 def save(path, *a, **kw):
     now['step'] = a[3]; return save_checkpoint(path, *a, **kw)
-rename, tsave = pathlib.Path.rename, torch.save
+rename, tsave, add = pathlib.Path.rename, torch.save, spamo.train.RunLog.add
 def kill_rename(self, target):
-    if self.name == 'last.tmp' and now.get('step') == at: os.kill(os.getpid(), signal.SIGKILL)
+    if self.name == 'last.tmp' and now.get('step') == env('KILL_BETWEEN_RENAMES_AT'): os.kill(os.getpid(), signal.SIGKILL)
     return rename(self, target)
-def slow_save(*a, **kw):
-    time.sleep(slow); return tsave(*a, **kw)
-spamo.train.save_checkpoint, pathlib.Path.rename, torch.save = save, kill_rename, slow_save
+def paused_save(obj, f, *a, **kw):
+    if now.get('step') == env('PAUSE_IN_SAVE_AT') and 'last.tmp' in str(f): pause()
+    return tsave(obj, f, *a, **kw)
+def paused_add(self, **row):
+    add(self, **row)
+    if row.get('step') == env('PAUSE_AFTER_ROW'): now['step'] = row['step']; pause()
+spamo.train.save_checkpoint, pathlib.Path.rename, torch.save, spamo.train.RunLog.add = save, kill_rename, paused_save, paused_add
 spamo.train.train(config_from_params(**json.loads(sys.argv[1])), progress=False)
 '''
 
@@ -60,8 +69,8 @@ def launch(tmp_path, p: dict, **env) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, str(script), json.dumps(p)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def kill_when(proc, cond, what: str, timeout: float = 240):
-    "SIGKILL `proc` as soon as `cond()` holds; fails if the process ends first."
+def kill_when(proc, cond, what: str, timeout: float = 600):
+    "SIGKILL `proc` as soon as `cond()` holds (the process waits there for it); fails if the process ends first."
     t0 = time.time()
     while not cond():
         assert proc.poll() is None, f'the run ended before {what}: {proc.communicate()[0][-2000:]}'
@@ -78,11 +87,11 @@ def test_kill_9_anywhere_then_resume_is_exact(smoke, tmp_path):
     assert proc.returncode == 0, out[-3000:]
     a = json.loads((tmp_path / 'a' / 'summary.json').read_text())
     run = tmp_path / 'b'; p = params(smoke, run)
-    # 1. a random moment after a random step
-    r1, pause = rng.randint(1, 3), rng.uniform(0, 0.5)
-    proc = launch(tmp_path, p)
-    kill_when(proc, lambda: len(rows(run)) >= r1 and (time.sleep(pause) or True), f'step {r1}')
-    s1 = ck_step(run); assert s1 < STEPS
+    # 1. after a random step is logged, before its checkpoint is saved
+    r1, paused = rng.randint(1, 3), tmp_path / 'PAUSED'
+    proc = launch(tmp_path, p, PAUSE_AFTER_ROW=str(r1), PAUSED=str(paused))
+    kill_when(proc, paused.exists, f'step {r1}')
+    s1 = ck_step(run); assert s1 == r1 - 1 and len(rows(run)) == r1
     # 2. between `last` -> `last.old` and `last.tmp` -> `last`: no `last` on disk, the previous checkpoint in `last.old`
     r2 = s1 + rng.randint(1, 2)
     proc = launch(tmp_path, p | dict(resume=True), KILL_BETWEEN_RENAMES_AT=str(r2)); out = proc.communicate()[0]
@@ -93,8 +102,10 @@ def test_kill_9_anywhere_then_resume_is_exact(smoke, tmp_path):
     assert ck_step(run) == r2 - 1
     # 3. while a checkpoint is written (`last.tmp` exists), two steps later
     r3 = r2 + 1
-    proc = launch(tmp_path, p | dict(resume=True), SLOW_SAVE='0.3')
-    kill_when(proc, lambda: len(rows(run)) >= r3 and (ck / 'last.tmp').exists(), f'the save of step {r3}')
+    paused.unlink()
+    proc = launch(tmp_path, p | dict(resume=True), PAUSE_IN_SAVE_AT=str(r3), PAUSED=str(paused))
+    kill_when(proc, paused.exists, f'the save of step {r3}')
+    assert (ck / 'last.tmp').exists()
     assert ck_step(run) == r3 - 1                                                     # the previous checkpoint loads
     load_file(checkpoint_dir(ck / 'last') / 'trainable.safetensors')
     # resume to the end
@@ -102,7 +113,7 @@ def test_kill_9_anywhere_then_resume_is_exact(smoke, tmp_path):
     assert proc.returncode == 0, out[-3000:]
     b = json.loads((run / 'summary.json').read_text())
     wa, wb = (load_file(tmp_path / r / 'checkpoints' / 'last' / 'trainable.safetensors') for r in 'ab')
-    kills = f'kills after step {r1} (+{pause:.2f}s), in the save of {r2}, in the save of {r3}; seed {seed}'
+    kills = f'kills after step {r1}, in the save of {r2}, in the save of {r3}; seed {seed}'
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa), kills
     la, lb = rows(tmp_path / 'a'), rows(run)
     assert [r['step'] for r in lb] == [str(i) for i in range(1, STEPS + 1)], kills
