@@ -14,12 +14,13 @@ from .spatial import OpenClipCLS, seeded
 from .motion import HFVideo
 from .features import extract
 from .llm import Causal, build_prompt, pad_right
-from .model import RunConfig, config_fields, config_from_params, has_checkpoint
+from .model import RunConfig, config_from_params, has_checkpoint
+from .presets import at_steps, resolve_config
 from .train import train
 from .evaluate import evaluate_run
 
 # %% auto #0
-__all__ = ['TINY_CLIP', 'SPECIALS', 'CHATML', 'LAYOUTS', 'CAUSAL_DEMO', 'DEMO', 'DEMO_LLMS', 'DEMO_TRAINING', 'tiny_spatial',
+__all__ = ['TINY_CLIP', 'SPECIALS', 'CHATML', 'LAYOUTS', 'CAUSAL_DEMO', 'DEMO', 'DEMO_LLMS', 'tiny_spatial',
            'tiny_videomae_config', 'tiny_motion', 'train_tokenizer', 'tiny_t5', 'tiny_causal', 'mask_words',
            'pretrain_denoiser', 'pretrain_causal', 'prepare_synthsign', 'prepare_tiny_llm', 'demo_config', 'demo',
            'demo_cli']
@@ -212,16 +213,10 @@ def prepare_tiny_llm(sentences: list[str], # target-language training sentences
 DEMO = dict(n_train=2000, n_dev=200, n_test=200, size=64, pretrain_steps=600, max_steps=600)
 DEMO_LLMS = dict(t5=('seq2seq', 'T5', ''), causal=('causal', 'Llama', '-causal'))  # --llm: family, name, suffix of its folders
 
-DEMO_TRAINING = dict(  # RunConfig fields where the demo's runs differ from the paper's defaults
-    dataset='phoenix14t', llm_dtype='fp32', precision='fp32', adapter_hidden=256, standardize=True, num_examples=0,
-    batch_size=32, lr=1e-3, min_lr=1e-4, lr_warmup_steps=30, max_new_tokens=40)
-
 def demo_config(max_steps:int, # SA + LoRA optimizer updates
                 **paths) -> RunConfig: # run_dir, data_root, features, llm, blind, seed, resume
-    "The config of a demo run of `max_steps` steps: 10% VT-Align warm-up, five dev evaluations."
-    every = max(1, max_steps // 5)
-    return config_from_params(**DEMO_TRAINING | paths, max_steps=max_steps, vt_warmup_steps=max(1, max_steps // 10),
-                              eval_every=every, save_every=every)
+    "The config of a demo run (preset `demo`) of `max_steps` steps: 10% VT-Align warm-up, five dev evaluations."
+    return config_from_params(**at_steps('demo', max_steps, 5, **paths))
 
 # %% ../nbs/09_demo.ipynb #a0546f30
 def _table(results: dict) -> str:

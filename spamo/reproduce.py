@@ -8,7 +8,8 @@ import argparse, hashlib, json, os, shlex, subprocess, sys, time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 import yaml
-from .model import config_fields, config_from_params
+from .model import config_fields
+from .presets import at_steps, check_setting, preset_diff, read_params
 from .metrics import PROTOCOLS
 from .results import ANALYSIS_METRICS, blind_value, fmt_number, write_results
 
@@ -16,7 +17,7 @@ from .results import ANALYSIS_METRICS, blind_value, fmt_number, write_results
 __all__ = ['FEATURE_KEYS', 'LLM_KEYS', 'READS', 'BLIND', 'MINIATURE', 'SMOKE', 'Row', 'TableSpec', 'check_row', 'repo_dir',
            'tables_dir', 'load_table', 'table_names', 'row_settings', 'Job', 'extract_jobs', 'mini_encoder', 'mini_llm',
            'random_llm', 'Plan', 'eval_jobs', 'plan_row', 'resolve', 'finished', 'read_metrics', 'run_plan', 'job_done',
-           'reproduce', 'run_row', 'select_rows', 'results_markdown', 'reproduce_cli']
+           'reproduce', 'print_plans', 'run_row', 'select_rows', 'results_markdown', 'reproduce_cli']
 
 # %% ../nbs/11_reproduce.ipynb #r11a0006
 FEATURE_KEYS = ('spatial', 'pretrained', 'scales', 'motion', 'stride', 'pooling', 'recipe')  # 02a_features parameters
@@ -66,7 +67,9 @@ def check_row(r: dict, metrics: list, path) -> Row:
     "A validated `Row` of the spec at `path`."
     where = f"row {r.get('name', '?')!r}"
     row = Row(**_known(r, Row, where, path))
-    for part in (row.train, row.miniature.get('train', {})): _known(part, sorted(config_fields()), f'{where} train (RunConfig fields)', path)
+    for part in (row.train, row.miniature.get('train', {})):
+        _known(part, sorted(config_fields()), f'{where} train (RunConfig fields)', path)
+        for k, v in part.items(): check_setting(k, v, f'{path}: {where} train')   # of the field's type, in its range
     for part in (row.features, row.miniature.get('features', {})): _known(part, FEATURE_KEYS, f'{where} features', path)
     for part in (row.llm, row.miniature.get('llm', {})): _known(part, LLM_KEYS, f'{where} llm', path)
     _known(row.miniature, ('features', 'train', 'llm'), f'{where} miniature', path)
@@ -111,20 +114,18 @@ MINIATURE = dict(n_train=160, n_dev=20, n_test=40, size=64, seed=0,  # SynthSign
 SMOKE = MINIATURE | dict(n_train=24, n_dev=8, n_test=8, size=32, pretrain_steps=30, max_steps=4, evals=2,
                          train=dict(batch_size=4, adapter_hidden=64, max_new_tokens=16))
 
-def _flat(cfg) -> dict: return {k: v for part in cfg.to_dict().values() for k, v in part.items()}
-
 def _key(*parts) -> str: return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
-def row_settings(spec: TableSpec, row: Row, sizes: dict | None = None) -> dict:
-    "What `row` runs: features, LLM and training parameters (full scale, or the miniature when `sizes` is given)."
-    if sizes is None:
-        base = yaml.safe_load((repo_dir() / spec.config).read_text()) or {}
-        return dict(features=dict(row.features), llm=dict(row.llm), train=base | row.train)
+def row_settings(spec: TableSpec, row: Row, sizes: dict | None = None, train: dict | None = None) -> dict:
+    "What `row` runs: features, LLM and training parameters (full scale, or the miniature when `sizes` is given); `train`: `--train` overrides."
+    extra = {k: check_setting(k, v, '--train') for k, v in (train or {}).items()}
+    if sizes is None:   # the table's config file: its preset (the paper's run of that dataset) and paths; then --train, then the row
+        return dict(features=dict(row.features), llm=dict(row.llm), train=read_params(repo_dir() / spec.config) | extra | row.train)
     m = row.miniature
     feats = {k: v for k, v in row.features.items() if k not in ('spatial', 'pretrained', 'motion', 'recipe')} | m.get('features', {})
     feats = {k: v for k, v in feats.items() if not (k in ('spatial', 'motion') and v == 'tiny')}
     llm = dict(d_model=sizes['d_model'], pretrain_steps=sizes['pretrain_steps']) | m.get('llm', {})
-    return dict(features=feats, llm=llm, train=sizes['train'] | row.train | m.get('train', {}))
+    return dict(features=feats, llm=llm, train=sizes['train'] | extra | row.train | m.get('train', {}))
 
 # %% ../nbs/11_reproduce.ipynb #r11a0015
 @dataclass
@@ -236,16 +237,16 @@ def eval_jobs(spec: TableSpec, row: Row, run: Path, num_beams: int) -> list[Job]
     return jobs
 
 # %% ../nbs/11_reproduce.ipynb #r11a0022
-def plan_row(spec: TableSpec, row: Row, out: Path, sizes: dict | None = None, procs: int = 1) -> Plan:
-    "The jobs of `row` under `out` (full scale, or the miniature at `sizes`)."
-    s, shared, prep, jobs = row_settings(spec, row, sizes), out / 'shared', {}, []
+def plan_row(spec: TableSpec, row: Row, out: Path, sizes: dict | None = None, procs: int = 1, train: dict | None = None) -> Plan:
+    "The jobs of `row` under `out` (full scale, or the miniature at `sizes`), with `train` overrides (`--train`) on every row."
+    s, shared, prep, jobs = row_settings(spec, row, sizes, train), out / 'shared', {}, []
     t = dict(s['train'])
     if sizes is not None:
         data = shared / f"synthsign-{_key({k: sizes[k] for k in ('n_train', 'n_dev', 'n_test', 'size', 'seed')})}"
         root, store = data / 'synthsign', data / 'features'
         prep['data'] = (str(data), lambda: _mini_data(data, sizes))
         prep['llm'] = (f"llm {s['llm']} on {data.name}", lambda: mini_llm(_sentences(root), s['llm'], shared, sizes['seed']))
-        t = _flat(_demo_config(sizes['max_steps'], sizes['evals'])) | t | dict(data_root=str(root), features=str(store), seed=sizes['seed'])
+        t = dict(preset='miniature') | at_steps('miniature', sizes['max_steps'], sizes['evals']) | t | dict(data_root=str(root), features=str(store), seed=sizes['seed'])
         t['llm'] = '<shared tiny T5 ' + ' '.join(f'{k}={v}' for k, v in s['llm'].items()) + '>'  # its folder, once built
         dataset = 'phoenix14t'
     else:
@@ -269,13 +270,6 @@ def plan_row(spec: TableSpec, row: Row, out: Path, sizes: dict | None = None, pr
 def _slug(name: str) -> str: return ''.join(c if c.isalnum() else '-' for c in name.lower()).strip('-')[:40]
 
 # %% ../nbs/11_reproduce.ipynb #r11a0023
-def _demo_config(max_steps: int, evals: int):
-    "The demo's training settings at `max_steps`, with `evals` dev evaluations (and checkpoints) instead of five."
-    from spamo.demo import demo_config
-    cfg, every = demo_config(max_steps), max(1, max_steps // evals)
-    cfg.train.eval_every = cfg.train.save_every = every
-    return cfg
-
 def _mini_data(data: Path, sizes: dict) -> Path:
     from spamo.demo import prepare_synthsign
     return prepare_synthsign(data, sizes['n_train'], sizes['n_dev'], sizes['n_test'], size=sizes['size'], seed=sizes['seed'], progress=False)[0]
@@ -365,24 +359,31 @@ def job_done(j: Job) -> bool:
 
 # %% ../nbs/11_reproduce.ipynb #r11a0032
 def reproduce(table, out='results', miniature: bool = False, rows: list | None = None, dry_run: bool = False,
-              num_processes: int = 1, sizes: dict | None = None, verbose: bool = True, blind: bool = True) -> 'pd.DataFrame':
+              num_processes: int = 1, sizes: dict | None = None, verbose: bool = True, blind: bool = True,
+              train: dict | None = None) -> 'pd.DataFrame': # train: RunConfig overrides for every row (`--train`), at any scale
     "Run the rows of `table` (all, or those named or numbered in `rows`) and its blind baseline; write the results CSV and PNG."
-    spec, t0 = load_table(table), time.time()
+    spec, t0, out = load_table(table), time.time(), Path(out).resolve()   # jobs run in their run folders: paths must not be relative
     say = (lambda m: print(f'[{time.time() - t0:6.1f}s] {m}', flush=True)) if verbose else (lambda m: None)
     sizes = (sizes or (MINIATURE | spec.miniature)) if miniature else None
     tag = spec.table + ('-miniature' if miniature else '')
     work = Path(out) / ('miniature' if miniature else 'full')  # shared work and runs, common to every table
     floor = blind and spec.blind_baseline
-    plans = [plan_row(spec, r, work, sizes, num_processes) for r in select_rows(spec, rows) + ([floor] if floor else [])]
-    if dry_run:
-        for p in plans:
-            print(f'# {spec.table}: {p.row.name}' + ('' if p.row.run else ' (paper only)') + (' (scored beside each row)' if p.row is floor else ''))
-            if p.prepare: print(f"#   shared work first: {', '.join(p.prepare)}")
-            for j in p.jobs if p.row.run else []: print(j.command())
-        return None
+    plans = [plan_row(spec, r, work, sizes, num_processes, train) for r in select_rows(spec, rows) + ([floor] if floor else [])]
+    if dry_run: return print_plans(spec, plans, floor)
     built, errors = _prepare(plans, say)
     results = [run_row(spec, p, built.get(p.row.name, {}), errors.get(p.row.name), out, miniature, say) for p in plans]
     return write_results(spec, results[:-1] if floor else results, Path(out), tag, say, results[-1] if floor else None)
+
+def print_plans(spec: TableSpec, plans: list, floor) -> None:
+    "What `--dry-run` shows: per row its shared work, the resolved training settings that differ from its preset, its commands."
+    for p in plans:
+        print(f'# {spec.table}: {p.row.name}' + ('' if p.row.run else ' (paper only)') + (' (scored beside each row)' if p.row is floor else ''))
+        if p.prepare: print(f"#   shared work first: {', '.join(p.prepare)}")
+        for j in p.jobs if p.row.run else []:
+            if j.nb == '06_train.ipynb':
+                diff = {k: v for k, v in preset_diff(j.params).items() if k != 'run_dir'}
+                print(f"#   trains preset {j.params.get('preset', 'smoke')!r}" + (f" with {json.dumps(diff)}" if diff else ' as it is'))
+            print(j.command())
 
 def run_row(spec: TableSpec, p: Plan, built: dict, error: str | None, out, miniature: bool, say) -> dict:
     "The CSV record of one planned row: run (unless finished, paper only, or its shared work failed) and read."
@@ -440,10 +441,10 @@ def reproduce_cli(argv: list[str] | None = None) -> int:
     tables = table_names() if a.table == 'all' else [a.table]
     mini = a.miniature or a.smoke
     sizes = (SMOKE if a.smoke else MINIATURE) if mini else None
-    if sizes and a.train: sizes = sizes | dict(train=sizes['train'] | {k: yaml.safe_load(v) for k, v in a.train})
+    train = {k: yaml.safe_load(v) for k, v in a.train}   # on every row, full scale and miniature alike
     status = 0
     for t in tables:
-        try: df = reproduce(t, a.out, mini, a.rows, a.dry_run, a.num_processes, sizes and (sizes | load_table(t).miniature), blind=not a.no_blind)
+        try: df = reproduce(t, a.out, mini, a.rows, a.dry_run, a.num_processes, sizes and (sizes | load_table(t).miniature), blind=not a.no_blind, train=train)
         except ValueError as e: print(f'spamo reproduce: {e}', file=sys.stderr); return 2
         if df is not None and 'failed' in {*df.status, *df.get('blind_status', ())}: status = 1
     return status

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np, torch
 from .data import load_dataset
 from .adapter import collate_features
-from .model import config_from_params
+from .presets import resolve_config
+from .spatial import cpu_has_bf16
 from .train import train
 from .demo import (TINY_CLIP, tiny_videomae_config, tiny_spatial, tiny_motion, train_tokenizer, tiny_t5, tiny_causal,
                         mask_words, pretrain_denoiser, pretrain_causal, prepare_synthsign, prepare_tiny_llm)
@@ -97,10 +98,11 @@ def tiny_llm(sentences:list, out, steps:int=30, seed:int=0) -> Path:
 
 # %% ../nbs/97_testing.ipynb #189ecf59
 def _code_hash() -> str:
-    "A hash of the package's source: a new version of the code builds a new smoke run."
+    "A hash of the package's source and of what decides its numbers (the CPU's kernels, its bf16): another version or kind builds anew."
     import hashlib
     h = hashlib.sha1()
     for f in sorted(Path(__import__('spamo').__file__).parent.glob('*.py')): h.update(f.read_bytes())
+    h.update(f'{torch.backends.cpu.get_cpu_capability()} {cpu_has_bf16()}'.encode())   # a store made in bf16 differs
     return h.hexdigest()[:12]
 
 def smoke_run(out=None, # folder for its data, features, tiny LLM and run (`out/run`); None = a shared cache folder
@@ -116,9 +118,7 @@ def smoke_run(out=None, # folder for its data, features, tiny LLM and run (`out/
         shutil.rmtree(out, ignore_errors=True)  # an interrupted build
         root, feats = smoke_data(out / 'data', n_train, n_dev, n_test, size=size, seed=seed, progress=progress)
         llm = tiny_llm([s.text for s in load_dataset('phoenix14t', root, 'train')], out / 'llm', steps=pretrain_steps, seed=seed)
-        cfg = config_from_params(run_dir=str(run), data_root=str(root), features=str(feats), llm=str(llm), llm_dtype='fp32', num_examples=0,
-                                 precision='fp32', adapter_hidden=64, vt_warmup_steps=2, max_steps=max_steps, batch_size=4,
-                                 lr=1e-3, lr_warmup_steps=2, eval_every=3, save_every=3, max_new_tokens=32, seed=seed)
+        cfg = resolve_config('smoke', run_dir=str(run), data_root=str(root), features=str(feats), llm=str(llm), max_steps=max_steps, seed=seed)
         train(cfg, progress=progress)
     return run
 

@@ -14,6 +14,7 @@ from .features import FeatureStore, recipe_of
 from .model import (RunConfig, TrainConfig, FeatureData, build_model, config_from_params, has_checkpoint, load_checkpoint,
                          prompt_examples, save_checkpoint, set_rng_state, translate_data)
 from .llm import check_vocabulary
+from .presets import read_params, resolve_params, preset_diff
 from .metrics import corpus_bleu, settings_for
 
 # %% auto #0
@@ -198,18 +199,21 @@ def train(cfg: RunConfig, # the run: data, model and training settings
 
 # %% ../nbs/06_train.ipynb #bbf101cf
 def train_cli(argv: list[str] | None = None) -> int:
-    "`spamo train`: the training job of nbs/06_train.ipynb without Jupyter."
+    "`spamo train`: the training job of nbs/06_train.ipynb without Jupyter; 2 for a bad config or parameter."
     import argparse, yaml
     p = argparse.ArgumentParser(prog='spamo train', description='Train SpaMo on extracted features.')
-    p.add_argument('-f', '--config', help='YAML file of parameters (the file papermill takes with -f)')
+    p.add_argument('-f', '--config', help="YAML file of parameters (the file papermill takes with -f); its 'preset' key names the preset")
     p.add_argument('-p', '--param', nargs=2, action='append', default=[], metavar=('NAME', 'VALUE'), help='override one parameter')
     p.add_argument('--stop-after', type=int, help='stop after this many steps (resume later with -p resume true)')
+    p.add_argument('--dry-run', action='store_true', help='print the resolved settings (those that differ from the paper) and stop')
     a = p.parse_args(argv)
-    params = (yaml.safe_load(Path(a.config).read_text()) or {}) if a.config else {}
-    params.update({k: yaml.safe_load(v) for k, v in a.param})
-    if params.get('llm') == 'tiny':
+    try:
+        params = read_params(a.config) if a.config else {}
+        params.update({k: yaml.safe_load(v) for k, v in a.param})
+        flat = resolve_params(params, where=a.config or 'spamo train')
+    except (ValueError, FileNotFoundError, yaml.YAMLError) as e: print(f'spamo train: {e}', file=sys.stderr); return 2
+    if a.dry_run: print(json.dumps(dict(preset=params.get('preset', 'paper'), **preset_diff(flat)), indent=1)); return 0
+    if flat['llm'] == 'tiny':
         print("spamo train: llm 'tiny' is built by the notebook and `spamo demo`; pass a hub name or a local folder", file=sys.stderr); return 2
-    try: cfg = config_from_params(**params)
-    except TypeError as e: print(f'spamo train: {e}', file=sys.stderr); return 2
-    print(json.dumps(train(cfg, stop_after=a.stop_after), indent=2))
+    print(json.dumps(train(config_from_params(**flat), stop_after=a.stop_after), indent=2))
     return 0

@@ -90,21 +90,23 @@ def test_runs_are_loaded_from_the_model_module():
 
 
 def test_job_parameters_are_the_config_fields():
-    "The parameters cell of nbs/06_train.ipynb names exactly the fields of RunConfig: one set of settings."
+    "The parameters cell of nbs/06_train.ipynb names the preset and exactly the fields of RunConfig, each None (the preset's)."
     from spamo.model import config_fields
     nb = json.loads((REPO / 'nbs' / '06_train.ipynb').read_text())
     src = next(''.join(c['source']) for c in nb['cells'] if 'parameters' in c['metadata'].get('tags', []))
     names = {l.split(':')[0].strip() for l in src.splitlines() if l.strip() and not l.startswith('#')}
-    assert names == config_fields(), names ^ config_fields()
+    assert names == config_fields() | {'preset'}, names ^ (config_fields() | {'preset'})
+    g = {}; exec(src, g)
+    assert g['preset'] == 'smoke' and all(g[k] is None for k in config_fields())   # no default written here: the presets hold them
 
 
 @pytest.mark.parametrize('config', sorted((REPO / 'configs').glob('*.yaml')), ids=lambda p: p.name)
 def test_dataset_configs_name_only_config_fields(config):
-    import yaml
-    from spamo.model import config_fields, config_from_params
-    params = yaml.safe_load(config.read_text())
-    assert set(params) <= config_fields(), set(params) - config_fields()
-    config_from_params(**params)
+    "Every config file names a preset and only settings, each of its type."
+    from spamo.presets import read_params, resolve_config
+    params = read_params(config)
+    assert params.get('preset') and params['preset'] != 'smoke', config
+    resolve_config(**params)
 
 
 def test_notebooks_cite_no_file_outside_the_repository():

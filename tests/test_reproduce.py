@@ -3,7 +3,8 @@
 import contextlib, io, json, os, subprocess, sys
 from pathlib import Path
 import pandas as pd, pytest, yaml
-from spamo.reproduce import SMOKE, load_table, reproduce, reproduce_cli, table_names
+from spamo.presets import resolve_params
+from spamo.reproduce import SMOKE, load_table, plan_row, reproduce, reproduce_cli, table_names
 
 REPO = Path(__file__).resolve().parents[1]
 slow = pytest.mark.skipif(not os.environ.get('SPAMO_SLOW'), reason='a whole miniature table (minutes on a CPU): set SPAMO_SLOW=1')
@@ -24,6 +25,42 @@ def test_unknown_keys_are_refused_naming_the_file(tmp_path):
     with pytest.raises(ValueError, match=r"x\.yaml: unknown key\(s\) \['lr_max'\]"): load_table(tmp_path / 'x.yaml')
 
 
+# The paper's run, written out (section 4.1 and appendix A): Flan-T5-XL, LoRA r=16, a 1024-wide adapter, lambda 0.1, one
+# in-context example; 4K VT-Align warm-up steps; AdamW at 1e-4 after 10K warm-up steps, cosine to 5e-5; 40 epochs of
+# 887 steps at batch 8; beam 5. How2Sign: a 15K-step warm-up and 40 epochs of 31,128 videos at batch 8.
+PAPER = dict(llm='google/flan-t5-xl', lora=True, lora_r=16, adapter_hidden=1024, mode='both', vt_lambda=0.1, num_examples=1,
+             vt_warmup_steps=4000, lr=1e-4, min_lr=5e-5, lr_warmup_steps=10000, max_steps=35480, batch_size=8, grad_accum=1,
+             eval_every=887, num_beams=5, blind=False)
+DATASETS = dict(phoenix14t={}, how2sign=dict(vt_warmup_steps=15000, max_steps=155640, eval_every=3891))
+
+
+@pytest.mark.parametrize('table', table_names())
+def test_full_scale_jobs_train_the_papers_schedule(table, tmp_path):
+    "Every full-scale row's job resolves, as the notebook resolves it (its own default preset is smoke), to the paper's run plus the row's overrides."
+    spec = load_table(table)
+    dataset = yaml.safe_load((REPO / spec.config).read_text())['dataset']
+    for row in spec.rows + [spec.blind_baseline] * bool(spec.blind_baseline):
+        if not row.run: continue
+        job = next(j for j in plan_row(spec, row, tmp_path).jobs if j.nb == '06_train.ipynb')
+        got = resolve_params(job.params, preset='smoke')
+        want = PAPER | DATASETS[dataset] | row.train
+        if row.llm: want.pop('llm')                                    # Table 4: the row names its own LLM
+        assert {k: got[k] for k in want} == want, (table, row.name)
+    if table == 'table3':
+        se = next(j for j in plan_row(spec, spec.rows[0], tmp_path).jobs if j.nb == '06_train.ipynb')
+        got = resolve_params(se.params, preset='smoke')
+        assert (got['mode'], got['vt_lambda'], got['vt_warmup_steps'], got['max_steps'], got['batch_size']) == ('spatial', 0.0, 0, 35480, 8)
+
+
+def test_train_overrides_apply_at_full_scale(tmp_path):
+    "`--train NAME VALUE` reaches every full-scale row (after the config, before the row's own settings); a bad value is refused by name."
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf): assert reproduce_cli(['table3', '--dry-run', '--out', str(tmp_path), '--train', 'max_steps', '1000']) == 0
+    assert buf.getvalue().count('"max_steps": 1000') == 5 and buf.getvalue().count('-p max_steps 1000') == 5
+    with contextlib.redirect_stderr(io.StringIO()) as err: assert reproduce_cli(['table3', '--dry-run', '--train', 'max_steps', 'ten']) == 2
+    assert "max_steps: 'ten' is not an int" in err.getvalue()
+
+
 @pytest.mark.parametrize('mode', [[], ['--miniature'], ['--num-processes', '8']], ids=['full', 'miniature', 'multi-gpu'])
 def test_dry_run_prints_every_tables_jobs(mode, tmp_path):
     buf = io.StringIO()
@@ -40,13 +77,14 @@ def test_dry_run_prints_every_tables_jobs(mode, tmp_path):
     assert not list(tmp_path.iterdir())  # a dry run writes nothing
 
 
-def test_smoke_miniature_skips_finished_rows_and_reports_failures(tmp_path):
+def test_smoke_miniature_skips_finished_rows_and_reports_failures(tmp_path, monkeypatch):
     "Table 3's ME row at smoke size through papermill; a re-run skips it and adds the blind baseline; a broken row fails alone."
     spec = yaml.safe_load((REPO / 'configs' / 'tables' / 'table3.yaml').read_text())
     assert spec['blind_baseline'] is True
     spec['rows'] = [next(r for r in spec['rows'] if r['name'] == 'ME'), dict(name='broken', train=dict(adapter='no-such-adapter'))]
     (tmp_path / 'mini3.yaml').write_text(yaml.safe_dump(spec))
-    args = [str(tmp_path / 'mini3.yaml'), '--smoke', '--out', str(tmp_path / 'results')]
+    monkeypatch.chdir(tmp_path)                                        # from a folder that is not the checkout, --out relative
+    args = [str(tmp_path / 'mini3.yaml'), '--smoke', '--out', 'results']
     assert reproduce_cli(args + ['--rows', 'ME', '--no-blind']) == 0                   # one row, no baseline
     csv = tmp_path / 'results' / 'table3-miniature.csv'
     df = pd.read_csv(csv)
