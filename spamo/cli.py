@@ -15,7 +15,7 @@ COMMANDS = {  # command -> (module, function, one-line help)
     'synth':     ('spamo.synth',     'synth_cli',     'write a SynthSign dataset in the PHOENIX14T layout'),
     'extract':   ('spamo.features',  'extract_cli',   'extract spatial (S2) and motion features into a resumable feature store'),
     'train':     ('spamo.train',     'train_cli',     'train SpaMo on extracted features (same job as nbs/06_train.ipynb)'),
-    'evaluate':  ('spamo.evaluate',  'evaluate_cli',  'score a hypothesis file against a reference file (BLEU, ROUGE-L, chrF)'),
+    'evaluate':  ('spamo.evaluate',  'evaluate_cli',  "score a run's predictions, or a hypothesis file against a reference file (BLEU, ROUGE-L, chrF)"),
     'translate': ('spamo.translate', 'translate_cli', 'translate raw videos with a trained run'),
     'import-features': ('spamo.features', 'import_features_cli', "import the SpaMo authors' released .npy features into a feature store"),
     'translations': ('spamo.translations', 'translations_cli', 'write the side file of example translations for the prompt'),
@@ -26,7 +26,8 @@ COMMANDS = {  # command -> (module, function, one-line help)
 def _usage() -> str:
     w = max(map(len, COMMANDS))
     rows = '\n'.join(f'  {k:<{w}}  {v[2]}' for k, v in COMMANDS.items())
-    return f'usage: spamo <command> [options]\n\ncommands:\n{rows}\n\n`spamo <command> --help` shows the options of one command.'
+    return (f'usage: spamo <command> [options]\n\ncommands:\n{rows}\n\n`spamo <command> --help` shows the options of one command.\n'
+            'exit status: 0 done; 1 some items failed (videos, rows), the others done; 2 usage or input error (a file, a setting, an option)')
 
 # %% ../nbs/10_cli.ipynb #b25470dc
 def main(argv: list[str] | None = None) -> int:

@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_evaluate.ipynb #5cb2db90
 from __future__ import annotations
-import argparse, json, sys
+import argparse, csv, json, sys
 from pathlib import Path
 from .data import load_dataset
 from .features import FeatureStore
@@ -17,9 +17,12 @@ __all__ = ['PUBLISHED', 'REPRODUCE', 'evaluate_cli', 'evaluate_run', 'read_score
 
 # %% ../nbs/07_evaluate.ipynb #dba63532
 def _evaluate_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog='spamo evaluate', description='Score a hypothesis file against a reference file (one sentence per line).')
-    p.add_argument('hyp', help='hypotheses, one per line'); p.add_argument('ref', help='references, same number of lines')
-    p.add_argument('--language', default='de', help='target language (ISO 639-1); picks default settings: de|en -> 13a, zh -> zh')
+    p = argparse.ArgumentParser(prog='spamo evaluate', description="Score a run's own predictions (RUN [--split test]), or a hypothesis "
+                                'file against a reference file (HYP REF, one sentence per line). Exit status 0 ok, 2 bad input.')
+    p.add_argument('hyp', help="a run directory (its eval-<split>/predictions.tsv), or hypotheses, one per line")
+    p.add_argument('ref', nargs='?', help='references, same number of lines as HYP (not with a run)')
+    p.add_argument('--split', default='test', help="with a run: the split whose predictions are scored (default test)")
+    p.add_argument('--language', default=None, help='target language (ISO 639-1; default: the run\'s, else de); picks default settings: de|en -> 13a, zh -> zh')
     p.add_argument('--protocol', default='slt', choices=list(PROTOCOLS), help="scoring protocol (default slt; spamo-official: the authors' code)")
     p.add_argument('--all-protocols', action='store_true', help='score under every protocol and print them side by side')
     p.add_argument('--tokenize', choices=['13a', 'zh', 'none', 'intl', 'char'], help='sacreBLEU tokenizer (default: per protocol and language)')
@@ -35,19 +38,33 @@ def _evaluate_parser() -> argparse.ArgumentParser:
     p.add_argument('--json', action='store_true', help='print the metrics as JSON')
     return p
 
+def _pairs(a) -> tuple[list, list, list, str]:
+    "Ids, hypotheses, references and language to score: a run's `eval-<split>/predictions.tsv`, or the files HYP and REF."
+    if Path(a.hyp).is_dir():
+        if a.ref: raise ValueError(f'{a.hyp} is a run directory: give it alone (with --split), not with a reference file')
+        f = Path(a.hyp) / f'eval-{a.split}' / 'predictions.tsv'
+        if not f.exists(): raise ValueError(f"{f} not found: translate the run's {a.split} split first (nbs/07_evaluate.ipynb, or spamo reproduce)")
+        rows = list(csv.DictReader(open(f, encoding='utf-8', newline=''), delimiter='\t'))
+        m = f.with_name('metrics.json')
+        lang = a.language or (json.loads(m.read_text(encoding='utf-8'))['settings']['language'] if m.exists() else 'de')
+        return [r['id'] for r in rows], [r['hypothesis'] for r in rows], [r['reference'] for r in rows], lang
+    if not a.ref: raise ValueError(f'{a.hyp}: give a reference file after it, or a run directory alone')
+    hyps, refs = read_lines(a.hyp), read_lines(a.ref)
+    if len(hyps) != len(refs): raise ValueError(f'line counts differ: {a.hyp} has {len(hyps)} lines, {a.ref} has {len(refs)} lines')
+    return list(range(1, len(hyps) + 1)), hyps, refs, a.language or 'de'
+
 # %% ../nbs/07_evaluate.ipynb #c41e0b02
 def evaluate_cli(argv:list[str]|None=None) -> int:
-    "`spamo evaluate HYP REF [--language de|en|zh] [--protocol slt|spamo-official] [--all-protocols] [--json] ...`; returns an exit status."
+    "`spamo evaluate RUN [--split test]` or `spamo evaluate HYP REF`, with [--language] [--protocol] [--all-protocols] [--json] ...; 0 ok, 2 bad input."
     a = _evaluate_parser().parse_args(argv)
-    try: hyps, refs = read_lines(a.hyp), read_lines(a.ref)
+    try: ids, hyps, refs, language = _pairs(a)
     except (OSError, UnicodeDecodeError) as e:
         print(f'spamo evaluate: cannot read {getattr(e, "filename", None) or e}: {e}', file=sys.stderr); return 2
-    if len(hyps) != len(refs):
-        print(f'spamo evaluate: line counts differ: {a.hyp} has {len(hyps)} lines, {a.ref} has {len(refs)} lines', file=sys.stderr); return 1
+    except ValueError as e: print(f'spamo evaluate: {e}', file=sys.stderr); return 2
     kw = dict(bleurt=a.bleurt, bleurt_checkpoint=a.bleurt_checkpoint, bleurt_device=a.bleurt_device, tokenize=a.tokenize, lowercase=a.lowercase,
               punct=a.punct, ref_period=a.ref_period, rouge_tokens=a.rouge_tokens, rouge_beta=a.rouge_beta)
-    ids, names = list(range(1, len(hyps) + 1)), list(PROTOCOLS) if a.all_protocols else [a.protocol]
-    try: ms = {n: evaluate_predictions(ids, hyps, refs, a.language, run_dir=(Path(a.out) / n if a.all_protocols else a.out) if a.out else None,
+    names = list(PROTOCOLS) if a.all_protocols else [a.protocol]
+    try: ms = {n: evaluate_predictions(ids, hyps, refs, language, run_dir=(Path(a.out) / n if a.all_protocols else a.out) if a.out else None,
                                        verbose=not (a.json or a.all_protocols), protocol=n, **kw) for n in names}
     except ValueError as e: print(f'spamo evaluate: {e}', file=sys.stderr); return 2
     if a.json: print(json.dumps(ms if a.all_protocols else ms[a.protocol], indent=2, ensure_ascii=False))

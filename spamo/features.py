@@ -215,11 +215,11 @@ def pair_released(spatial_dir, motion_dir) -> tuple[dict, list]:
 
 # %% ../nbs/02a_features.ipynb #r2a1pe04
 def released_settings(spatial_dim:int=2048, motion_dim:int=1024, **kw) -> dict:
-    "Store settings of the authors' released features (widths as in the files; `kw` overrides)."
+    "Store settings of the authors' released features, the one record of them (widths as in the files; `kw` overrides)."
     return dict(spatial='openai/clip-vit-large-patch14', spatial_weights='openai/clip-vit-large-patch14', scales=[1, 2],
                 spatial_dim=spatial_dim, motion='MCG-NJU/videomae-large', motion_weights='MCG-NJU/videomae-large', clip_len=16,
-                stride=8, pooling='first', motion_dim=motion_dim, dtype='float16', precision='float32', size=None, every=1,
-                recipe='official') | kw
+                stride=8, pooling='first', motion_dim=motion_dim, dtype='float32', precision='float32', size=None, every=1,
+                recipe='official') | kw   # they extracted in fp32 and stored float32
 
 def released_ids(samples:list) -> dict:
     "Released key -> sample id: the id itself, and (name, start) for a sample's id, video name or video id (How2Sign)."

@@ -4,6 +4,7 @@
 
 # %% ../nbs/05e_presets.ipynb #f28eaf02
 from __future__ import annotations
+import math
 from dataclasses import fields
 from pathlib import Path
 import yaml
@@ -47,9 +48,13 @@ def check_setting(name:str, value, where:str='') -> object:
     at = f'{where}: ' if where else ''
     if name not in FIELD_TYPES: raise ValueError(f"{at}unknown setting {name!r}; known: {', '.join(sorted(FIELD_TYPES))}")
     kind = FIELD_TYPES[name]
+    if kind == 'float' and isinstance(value, str):   # YAML 1.1 reads 1e-4 (no dot) as a string
+        try: value = float(value)
+        except ValueError: pass
     if not isinstance(value, _TYPES[kind]) or (isinstance(value, bool) and kind != 'bool'):
         raise ValueError(f"{at}{name}: {value!r} is not {'an' if kind == 'int' else 'a'} {kind}")
     if name in CHOICES and value not in CHOICES[name]: raise ValueError(f"{at}{name}: {value!r} is not one of {', '.join(CHOICES[name])}")
+    if kind == 'float' and not math.isfinite(value): raise ValueError(f"{at}{name}: {value!r} is not a finite number")
     if kind in ('int', 'float') and (value < (1 if name in AT_LEAST_ONE else 0)):
         raise ValueError(f"{at}{name}: {value!r} is below {1 if name in AT_LEAST_ONE else 0}")
     return float(value) if kind == 'float' else value

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from .data import NUMPY_GLOBALS, PLAIN_GLOBALS
 from .model import RunConfig, config_from_params, build_model
+from .features import released_settings
 
 # %% auto #0
 __all__ = ['INERT', 'ADAPTER_MODULES', 'OFFICIAL_FEATURES', 'Inert', 'SafeUnpickler', 'read_checkpoint', 'convert_state_dict',
@@ -100,10 +101,7 @@ def find_hparam(obj, key:str, default=None):
     return default
 
 # %% ../nbs/05c_release.ipynb #68411e55
-OFFICIAL_FEATURES = dict(spatial='openai/clip-vit-large-patch14', spatial_weights='openai/clip-vit-large-patch14', scales=[1, 2],
-                         spatial_dim=2048, motion='MCG-NJU/videomae-large', motion_weights='MCG-NJU/videomae-large', clip_len=16,
-                         stride=8, pooling='first', motion_dim=1024, dtype='float32', precision='fp32', size=None, every=1,
-                         recipe='official')  # what the released features and checkpoint were made with
+OFFICIAL_FEATURES = released_settings()   # what the released features and checkpoint were made with (one record, in 02a)
 
 def checkpoint_config(sd:dict, hp, out, llm:str|None=None, **params) -> RunConfig:
     "The run config of an imported checkpoint: shapes from the weights, LLM and LoRA from the hyper-parameters."
