@@ -8,10 +8,11 @@ import csv, gzip, io, json, os, pickle, unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
+from .registry import Registry
 from .video import IMAGE_EXTS, VideoError, frame_files, load_decord, read_video   # re-exported: spamo.data is where users look
 
 # %% auto #0
-__all__ = ['LANGUAGES', 'NATIVE_NAMES', 'PHOENIX_FIELDS', 'H2S_COLUMNS', 'PLAIN_GLOBALS', 'NUMPY_GLOBALS', 'LOADERS',
+__all__ = ['LANGUAGES', 'NATIVE_NAMES', 'PHOENIX_FIELDS', 'H2S_COLUMNS', 'PLAIN_GLOBALS', 'NUMPY_GLOBALS', 'DATASETS',
            'language_code', 'Sample', 'read_sample', 'iter_samples', 'read_samples', 'norm_split', 'read_phoenix_csv',
            'load_phoenix14t', 'read_how2sign_csv', 'load_how2sign', 'PlainUnpickler', 'load_plain_pickle',
            'read_csl_labels', 'read_csl_split', 'load_csl_daily', 'read_text', 'load_manifest', 'load_dataset']
@@ -339,15 +340,15 @@ def load_manifest(path, # CSV, TSV or JSONL file
     return keep
 
 # %% ../nbs/00_data.ipynb #b3537ca9
-LOADERS = {'phoenix14t': load_phoenix14t, 'how2sign': load_how2sign, 'csl_daily': load_csl_daily, 'manifest': load_manifest}
+DATASETS = Registry('dataset', hint="an alias: phoenix2014t, synthsign (PHOENIX14T's layout), csldaily")
+for _name, _loader in (('phoenix14t', load_phoenix14t), ('how2sign', load_how2sign), ('csl_daily', load_csl_daily), ('manifest', load_manifest)):
+    DATASETS.register(_name, _loader)
 _ALIASES = {'phoenix2014t': 'phoenix14t', 'phoenix_2014_t': 'phoenix14t', 'synthsign': 'phoenix14t', 'csldaily': 'csl_daily'}
 
-def load_dataset(name:str, # 'phoenix14t' (also SynthSign), 'how2sign', 'csl_daily' or 'manifest'
+def load_dataset(name:str, # a `DATASETS` name: 'phoenix14t' (also SynthSign), 'how2sign', 'csl_daily', 'manifest', or one you register
                  root, # dataset folder (for 'manifest': the manifest file)
                  split:str, # 'train', 'dev' or 'test'
                  **kw) -> list[Sample]:
-    "Samples of one split of a dataset, chosen by name."
+    "Samples of one split of a dataset, its loader chosen by name (`DATASETS`)."
     key = name.lower().replace('-', '_')
-    key = _ALIASES.get(key, key)
-    if key not in LOADERS: raise ValueError(f"unknown dataset {name!r}; known: {', '.join(LOADERS)} (aliases: {', '.join(_ALIASES)})")
-    return LOADERS[key](root, split, **kw)
+    return DATASETS[_ALIASES.get(key, key)](root, split, **kw)

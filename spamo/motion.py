@@ -12,7 +12,7 @@ from pathlib import Path
 from fastcore.basics import patch
 from .registry import Registry
 from .spatial import (as_frames, resize_crop, normalize, default_batch, resolve_dtype, IMAGENET_MEAN, IMAGENET_STD, seeded,
-                           check_recipe, ImageProcessing, image_processing, process_images, last_hidden)
+                           check_recipe, ImageProcessing, image_processing, process_images, last_hidden, wrong_kind, load_weights)
 
 # %% auto #0
 __all__ = ['POOLINGS', 'MOTION', 'clip_windows', 'clip_indices', 'HFVideo', 'videomae_backbone', 'VJEPA2Video', 'has_vjepa2',
@@ -58,9 +58,13 @@ MOTION.register('tiny', 'spamo.demo:tiny_motion')   # the demo's tiny VideoMAE, 
 
 @MOTION.register('videomae')
 def videomae_backbone(model, seed:int=0) -> HFVideo:
-    "A `VideoMAEModel` by hub id or local folder, or from a `VideoMAEConfig` with random weights (seeded)."
-    from transformers import VideoMAEModel
-    if isinstance(model, str): return HFVideo(VideoMAEModel.from_pretrained(model))
+    "The `VideoMAEModel` encoder of a VideoMAE hub id or folder (any head: the hub's `VideoMAEForPreTraining`), or of a `VideoMAEConfig` (random weights, seeded)."
+    from transformers import AutoConfig, VideoMAEModel
+    config = AutoConfig.from_pretrained(model) if isinstance(model, str) else model
+    if getattr(config, 'model_type', None) != 'videomae':
+        raise wrong_kind(model, config, "for the motion encoder a VideoMAE model (model_type 'videomae': VideoMAEModel, "
+                                        "VideoMAEForPreTraining, ...) or a V-JEPA 2 one ('vjepa2')")
+    if isinstance(model, str): return HFVideo(load_weights(VideoMAEModel, model, 'motion encoder'))
     return seeded(lambda: HFVideo(VideoMAEModel(model)), seed)
 
 # %% ../nbs/02_motion.ipynb #r2vj0002

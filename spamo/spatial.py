@@ -15,11 +15,12 @@ from fastcore.basics import patch
 from .registry import Registry
 
 # %% auto #0
-__all__ = ['CLIP_MEAN', 'CLIP_STD', 'IMAGENET_MEAN', 'IMAGENET_STD', 'RECIPES', 'MODES', 'SPATIAL', 'DTYPES', 'CPU_BF16_ENV',
-           'as_frames', 'resize_to', 'resize_crop', 'normalize', 'check_recipe', 'ImageProcessing', 'image_processing',
-           'resized_side', 'processor_crop', 'process_images', 's2_split', 's2_merge', 'last_hidden', 'OpenClipCLS',
-           'HFCLS', 'seeded', 'open_clip_backbone', 'hf_backbone', 'spatial_family', 'spatial_backbone', 'cpu_has_bf16',
-           'resolve_dtype', 'default_batch', 'SpatialEncoder', 's2_images']
+__all__ = ['CLIP_MEAN', 'CLIP_STD', 'IMAGENET_MEAN', 'IMAGENET_STD', 'RECIPES', 'MODES', 'SPATIAL', 'IMAGE_MODELS',
+           'VISION_TOWERS', 'DTYPES', 'CPU_BF16_ENV', 'as_frames', 'resize_to', 'resize_crop', 'normalize',
+           'check_recipe', 'ImageProcessing', 'image_processing', 'resized_side', 'processor_crop', 'process_images',
+           's2_split', 's2_merge', 'last_hidden', 'OpenClipCLS', 'HFCLS', 'seeded', 'wrong_kind', 'load_weights',
+           'open_clip_backbone', 'hf_backbone', 'spatial_family', 'spatial_backbone', 'cpu_has_bf16', 'resolve_dtype',
+           'default_batch', 'SpatialEncoder', 's2_images']
 
 # %% ../nbs/01_spatial.ipynb #3665ec61
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -209,6 +210,25 @@ def seeded(build, seed:int):
 SPATIAL = Registry('spatial encoder', hint="an open_clip name (e.g. 'ViT-L-14'), a transformers id, folder or config")
 SPATIAL.register('tiny', 'spamo.demo:tiny_spatial')   # the demo's tiny ViT, imported on first use
 
+# %% ../nbs/01_spatial.ipynb #h1ub0002
+IMAGE_MODELS = ('clip_vision_model', 'dinov2', 'dinov2_with_registers')  # image encoders, loaded as they are (AutoModel)
+VISION_TOWERS = {'clip': 'CLIPVisionModel'}   # whole image-text models (the hub's openai/clip-*): their vision tower
+
+def wrong_kind(model, config, expected:str) -> ValueError:
+    "The error for a model of another kind: `model` (a hub id or folder), what its config says it holds, what was `expected`."
+    where = repr(model) if isinstance(model, str) else 'this config'
+    arch = ', '.join(getattr(config, 'architectures', None) or [type(config).__name__])
+    return ValueError(f"{where} holds a {arch} (model_type {getattr(config, 'model_type', None)!r}); expected {expected}")
+
+def load_weights(cls, model:str, # a transformers hub id or folder
+                 what:str, # what it is loaded as, for the message
+                ) -> nn.Module:
+    "`cls.from_pretrained(model)`, refused (ValueError) where the checkpoint lacks weights of `cls`: they would be random."
+    m, info = cls.from_pretrained(model, output_loading_info=True)
+    if miss := sorted(info['missing_keys']):
+        raise ValueError(f'{model!r} has no weights for {len(miss)} tensors of the {what} ({type(m).__name__}), e.g. {miss[:3]}')
+    return m
+
 # %% ../nbs/01_spatial.ipynb #4d1264e9
 @SPATIAL.register('open_clip')
 def open_clip_backbone(model:str, pretrained:str|None, seed:int) -> OpenClipCLS:
@@ -218,10 +238,16 @@ def open_clip_backbone(model:str, pretrained:str|None, seed:int) -> OpenClipCLS:
 
 @SPATIAL.register('transformers')
 def hf_backbone(model, pretrained=None, seed:int=0) -> HFCLS:
-    "A transformers image model by hub id or local folder, or from a config with random weights (seeded)."
-    from transformers import AutoModel
-    if not isinstance(model, str): return seeded(lambda: HFCLS(AutoModel.from_config(model)), seed)
-    return HFCLS(AutoModel.from_pretrained(model))
+    "A transformers image model by hub id, folder or config (random weights, seeded); of a whole CLIPModel, its vision tower."
+    import transformers
+    config = transformers.AutoConfig.from_pretrained(model) if isinstance(model, str) else model
+    kind = getattr(config, 'model_type', None)
+    if kind not in IMAGE_MODELS and kind not in VISION_TOWERS:
+        raise wrong_kind(model, config, f"for the spatial encoder an image model (CLIP vision, DINOv2: model_type "
+                                        f"{', '.join(map(repr, IMAGE_MODELS))}) or a whole CLIPModel ('clip': its vision tower)")
+    tower = kind in VISION_TOWERS
+    if not isinstance(model, str): return seeded(lambda: HFCLS(transformers.AutoModel.from_config(config.vision_config if tower else config)), seed)
+    return HFCLS(load_weights(getattr(transformers, VISION_TOWERS[kind]) if tower else transformers.AutoModel, model, 'spatial encoder'))
 
 # %% ../nbs/01_spatial.ipynb #6b233a97
 def spatial_family(model) -> str:

@@ -211,7 +211,7 @@ def test_skip_reports_bad_ones_and_keeps_good_ones(tmp_path, clip):
 
 
 def test_unknown_dataset_and_split(tmp_path):
-    with pytest.raises(ValueError, match='known: phoenix14t, how2sign, csl_daily, manifest'):
+    with pytest.raises(ValueError, match="known: 'csl_daily', 'how2sign', 'manifest', 'phoenix14t'; or an alias"):
         load_dataset('wlasl', tmp_path, 'test')
     with pytest.raises(ValueError, match="unknown split 'holdout'"):
         load_dataset('phoenix14t', tmp_path, 'holdout')
