@@ -275,7 +275,7 @@ def _demo(run, n_train, n_dev, n_test, size, pretrain_steps, max_steps, seed, pr
 def demo_cli(argv: list[str] | None = None) -> int:
     "`spamo demo`: the built-in demo on SynthSign."
     p = argparse.ArgumentParser(prog='spamo demo', description=demo.__doc__)
-    p.add_argument('--run-dir', default='runs/demo', help='where data, features, models and results go')
+    p.add_argument('--out', '--run-dir', dest='run_dir', default='runs/demo', help='where data, features, models and results go')
     for k, v in DEMO.items(): p.add_argument(f"--{k.replace('_', '-')}", type=type(v), default=v)
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--llm', choices=list(DEMO_LLMS), default='t5', help="the tiny LLM: t5 (seq2seq, SpaMo's) or causal (decoder-only Llama)")

@@ -14,8 +14,8 @@ from .data import LANGUAGES, read_text
 
 # %% auto #0
 __all__ = ['LLM_FAMILIES', 'QUANTS', 'prepare_llm', 'Seq2Seq', 'llm_width', 'length_mask', 'join_tokens', 'pad_right', 'adds_bos',
-           'Causal', 'left_pad', 'quantization', 'load_llm', 'check_vocabulary', 'build_prompt', 'load_translations',
-           'PromptExamples']
+           'Causal', 'left_pad', 'quantization', 'llm_families_of', 'check_family', 'load_llm', 'check_vocabulary',
+           'build_prompt', 'load_translations', 'PromptExamples']
 
 # %% ../nbs/05_llm.ipynb #2367c856
 def prepare_llm(model,                  # a transformers model (seq2seq: T5, Flan-T5, mT5; causal: Llama, Qwen2.5, ...)
@@ -168,6 +168,19 @@ def quantization(quant:str='none'):
     if quant == '8bit': return BitsAndBytesConfig(load_in_8bit=True)
     return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type='nf4', bnb_4bit_compute_dtype=torch.bfloat16)
 
+# %% ../nbs/05_llm.ipynb #4c4d725b
+def llm_families_of(config) -> list[str]:
+    "The `LLM_FAMILIES` whose auto class builds a model of `config` (['causal'] for a LlamaConfig, ['seq2seq'] for a T5Config)."
+    import transformers
+    return [n for n in LLM_FAMILIES.names() if type(config) in getattr(transformers, LLM_FAMILIES[n].auto_class)._model_mapping]
+
+def check_family(config, name:str, family:str) -> None:
+    "Refuse an LLM that `family` cannot load, naming what it holds and the family that can."
+    if family in (fits := llm_families_of(config)): return
+    arch = ', '.join(getattr(config, 'architectures', None) or [type(config).__name__])
+    fix = f'set llm_family: {fits[0]}' if fits else f"no LLM family loads it (known: {', '.join(LLM_FAMILIES.names())})"
+    raise ValueError(f"{name!r} holds a {arch} (model_type {config.model_type!r}), not a {family!r} LLM: {fix}")
+
 # %% ../nbs/05_llm.ipynb #b6664584
 def load_llm(name:str='google/flan-t5-xl', # hub name, or local directory (str or Path) written by `save_pretrained`
              dtype=torch.bfloat16,         # weight dtype (the paper uses 16-bit Flan-T5-XL)
@@ -183,14 +196,14 @@ def load_llm(name:str='google/flan-t5-xl', # hub name, or local directory (str o
     name = str(name); p = Path(name).expanduser()
     if name.startswith(('/', '.', '~')) and not p.is_dir():
         raise FileNotFoundError(f'LLM directory not found: {name}')
-    src = str(p) if p.is_dir() else name
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(src)
-        kw = dict(quantization_config=q, device_map={'': torch.cuda.current_device()}) if q else {}
-        model = getattr(transformers, fam.auto_class).from_pretrained(src, dtype=torch.bfloat16 if q else dtype, **kw)
+    src, kw = str(p) if p.is_dir() else name, dict(quantization_config=q, device_map={'': torch.cuda.current_device()}) if q else {}
+    try: config = transformers.AutoConfig.from_pretrained(src)
     except Exception as e:
         raise OSError(f'could not load the LLM {name!r}: a model name needs the Hugging Face hub (network access or a '
                       f'cached download); otherwise pass a local directory written by save_pretrained ({type(e).__name__}: {e})') from e
+    check_family(config, name, family)   # a Llama under llm_family seq2seq: say so, before loading anything
+    try: tokenizer, model = AutoTokenizer.from_pretrained(src), getattr(transformers, fam.auto_class).from_pretrained(src, dtype=torch.bfloat16 if q else dtype, **kw)
+    except Exception as e: raise OSError(f'could not load the LLM {name!r} ({type(e).__name__}: {e})') from e
     fam.setup(model, tokenizer)
     return prepare_llm(model, lora, r, alpha, dropout, tuple(targets or fam.targets), fam.task_type, quantized=q is not None), tokenizer
 

@@ -147,7 +147,7 @@ def import_checkpoint_cli(argv:list[str]|None=None) -> int:
     p.add_argument('--out', required=True, help='run directory to write')
     p.add_argument('--llm', default=None, help="LLM hub name or local folder (default: the checkpoint's model_name)")
     p.add_argument('--features', default=None, help='feature store the run reads (default: the official recipe settings)')
-    p.add_argument('--data-root', default='', help='dataset root, for evaluation of the run')
+    p.add_argument('--root', '--data-root', dest='data_root', default='', help='dataset root, for evaluation of the run')
     a = p.parse_args(argv)
     try: rep = import_checkpoint(a.checkpoint, a.out, a.llm, a.features, data_root=a.data_root)
     except (OSError, ValueError, KeyError, pickle.UnpicklingError) as e: print(f'spamo import-checkpoint: {e}', file=sys.stderr); return 2

@@ -244,7 +244,7 @@ def translate_cli(argv:list[str]|None=None) -> int:
     p.add_argument('videos', nargs='+', help='mp4/webm/avi files, frame folders or image globs')
     p.add_argument('--checkpoint', default='best', help="'best', 'last' or a checkpoint folder")
     p.add_argument('--device', default=None, help='cpu, cuda, cuda:1 (default: CUDA when available)')
-    p.add_argument('--beams', type=int, default=None, help="beam width (default: the run's, 5 in the paper)")
+    p.add_argument('--num-beams', '--beams', dest='beams', type=int, default=None, help="beam width (default: the run's, 5 in the paper)")
     p.add_argument('--language', default=None, help="output language code (default: the run's data)")
     p.add_argument('--batch-size', type=int, default=8); p.add_argument('--json', action='store_true', help='print a JSON list')
     p.add_argument('--recipe', default=None, choices=['official', 'spamo'], help="feature recipe expected (default: the run's; another is refused)")

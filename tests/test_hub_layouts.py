@@ -2,7 +2,7 @@
 (`openai/clip-vit-large-patch14`: a whole CLIPModel; `MCG-NJU/videomae-large`: a VideoMAEForPreTraining;
 `google/flan-t5-xl`: a T5ForConditionalGeneration; Llama and Qwen2.5: ...ForCausalLM), loaded through the code path a
 hub name takes, with their saved weights; a folder of another kind is refused, naming the folder and what it holds."""
-import json
+import json, re
 import numpy as np, pytest, torch
 from spamo.spatial import IMAGE_MODELS, ImageProcessing, SpatialEncoder, as_frames, normalize, process_images, resize_crop, s2_images
 from spamo.motion import MotionEncoder, clip_indices
@@ -151,3 +151,11 @@ def test_a_checkpoint_without_the_vision_weights_is_refused(hub, tmp_path):
     save_file({k: v for k, v in w.items() if 'vision_model' not in k}, folder / 'model.safetensors', metadata={'format': 'pt'})
     with pytest.raises(ValueError, match=r"has no weights for \d+ tensors of the spatial encoder \(CLIPVisionModel\)"):
         SpatialEncoder.from_name(str(folder))
+
+
+@pytest.mark.parametrize('name, wrong, right', [('llama', 'seq2seq', 'causal'), ('qwen2', 'seq2seq', 'causal'), ('t5', 'causal', 'seq2seq')])
+def test_an_llm_under_the_wrong_family_names_the_right_one(hub, name, wrong, right):
+    "A Llama folder loaded as llm_family seq2seq (or a T5 as causal) is refused naming the family that loads it."
+    folder = str(hub['dir'] / name)
+    with pytest.raises(ValueError, match=f"{re.escape(repr(folder))} holds a {type(hub[name]).__name__} .*not a '{wrong}' LLM: set llm_family: {right}"):
+        load_llm(folder, dtype=torch.float32, lora=False, family=wrong)
