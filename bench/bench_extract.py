@@ -53,7 +53,7 @@ def main(argv=None):
     from spamo.motion import clip_windows
     dev, cuda = a.device, a.device.startswith('cuda')
     F, C = a.frames or (64 if cuda else 2), a.clips or (16 if cuda else 1)
-    auto = str(resolve_dtype(a.dtype, dev, frozen=True)).replace('torch.', '').replace('bfloat16', 'bf16').replace('float32', 'fp32').replace('float16', 'fp16')
+    auto = {torch.float32: 'fp32', torch.bfloat16: 'bf16', torch.float16: 'fp16'}[resolve_dtype(a.dtype, dev, frozen=True)]
     dtypes = list(dict.fromkeys([auto, 'fp32'] + (['bf16'] if cuda or cpu_has_bf16() else [])))   # side by side: each against its own peak
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 256, (F, 260, 210, 3), dtype=np.uint8)          # PHOENIX-size frames

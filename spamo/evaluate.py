@@ -44,7 +44,7 @@ def _pairs(a) -> tuple[list, list, list, str]:
         if a.ref: raise ValueError(f'{a.hyp} is a run directory: give it alone (with --split), not with a reference file')
         f = Path(a.hyp) / f'eval-{a.split}' / 'predictions.tsv'
         if not f.exists(): raise ValueError(f"{f} not found: translate the run's {a.split} split first (nbs/07_evaluate.ipynb, or spamo reproduce)")
-        rows = list(csv.DictReader(open(f, encoding='utf-8', newline=''), delimiter='\t'))
+        with f.open(encoding='utf-8', newline='') as fh: rows = list(csv.DictReader(fh, delimiter='\t'))
         m = f.with_name('metrics.json')
         lang = a.language or (json.loads(m.read_text(encoding='utf-8'))['settings']['language'] if m.exists() else 'de')
         return [r['id'] for r in rows], [r['hypothesis'] for r in rows], [r['reference'] for r in rows], lang

@@ -18,7 +18,7 @@ __all__ = ['PAPER', 'FIELD_TYPES', 'PRESETS', 'CHOICES', 'AT_LEAST_ONE', 'check_
 def _flat(cfg: RunConfig) -> dict: return {k: v for part in cfg.to_dict().values() for k, v in part.items()}
 
 PAPER = _flat(config_from_params())   # every setting at the paper's value
-FIELD_TYPES = {f.name: f.type for c in (DataConfig, ModelConfig, TrainConfig) for f in fields(c)}
+FIELD_TYPES = {f.name: getattr(f.type, '__name__', f.type) for c in (DataConfig, ModelConfig, TrainConfig) for f in fields(c)}  # 'int', 'float', ...
 
 # %% ../nbs/05e_presets.ipynb #52b8b566
 _DEMO = dict(dataset='phoenix14t', llm_dtype='fp32', precision='fp32', adapter_hidden=256, standardize=True, num_examples=0,

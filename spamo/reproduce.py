@@ -119,8 +119,8 @@ def _key(*parts) -> str: return hashlib.sha1(json.dumps(parts, sort_keys=True, d
 def row_settings(spec: TableSpec, row: Row, sizes: dict | None = None, train: dict | None = None) -> dict:
     "What `row` runs: features, LLM and training parameters (full scale, or the miniature when `sizes` is given); `train`: `--train` overrides."
     extra = {k: check_setting(k, v, '--train') for k, v in (train or {}).items()}
-    if sizes is None:   # the table's config file: its preset (the paper's run of that dataset) and paths; then --train, then the row
-        return dict(features=dict(row.features), llm=dict(row.llm), train=read_params(repo_dir() / spec.config) | extra | row.train)
+    if sizes is None:   # the table's config file: its preset (paper unless it names one: every job names its preset) and paths; then --train, then the row
+        return dict(features=dict(row.features), llm=dict(row.llm), train=dict(preset='paper') | read_params(repo_dir() / spec.config) | extra | row.train)
     m = row.miniature
     feats = {k: v for k, v in row.features.items() if k not in ('spatial', 'pretrained', 'motion', 'recipe')} | m.get('features', {})
     feats = {k: v for k, v in feats.items() if not (k in ('spatial', 'motion') and v == 'tiny')}
@@ -382,7 +382,7 @@ def print_plans(spec: TableSpec, plans: list, floor) -> None:
         for j in p.jobs if p.row.run else []:
             if j.nb == '06_train.ipynb':
                 diff = {k: v for k, v in preset_diff(j.params).items() if k != 'run_dir'}
-                print(f"#   trains preset {j.params.get('preset', 'smoke')!r}" + (f" with {json.dumps(diff)}" if diff else ' as it is'))
+                print(f"#   trains preset {j.params['preset']!r}" + (f" with {json.dumps(diff)}" if diff else ' as it is'))
             print(j.command())
 
 def run_row(spec: TableSpec, p: Plan, built: dict, error: str | None, out, miniature: bool, say) -> dict:

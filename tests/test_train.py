@@ -1,5 +1,5 @@
 """The training job: exact resume, papermill parameters, the CLI, and the blind baseline."""
-import csv, json, subprocess, sys
+import csv, json, os, subprocess, sys
 from pathlib import Path
 import pytest, torch, yaml
 from safetensors.torch import load_file
@@ -9,7 +9,8 @@ from spamo.testing import smoke_run
 from spamo.data import load_dataset
 from spamo.features import FeatureStore
 
-NB = Path(__file__).resolve().parents[1] / 'nbs' / '06_train.ipynb'
+REPO = Path(__file__).resolve().parents[1]
+NB = REPO / 'nbs' / '06_train.ipynb'
 
 
 @pytest.fixture(scope='module')
@@ -125,3 +126,31 @@ def test_long_targets_warn_once_with_the_count(smoke, tmp_path):
     finally: SpaMo.__init__ = init
     msgs = [str(x.message) for x in w if 'max_target_len' in str(x.message)]
     assert msgs == [f'{n} of {n} training target sentences have more than max_target_len=3 tokens and are truncated to it']
+
+
+def _readme_line(start: str) -> str:
+    "The README's command line that starts with `start`, as typed there (README.md is generated from nbs/index.ipynb)."
+    text = ''.join(''.join(c['source']) for c in json.loads((REPO / 'nbs' / 'index.ipynb').read_text())['cells'])
+    return next(l.split('#')[0].strip() for l in text.splitlines() if l.strip().startswith(start))
+
+
+def test_readme_training_commands_train_the_papers_schedule(tmp_path):
+    "The README's papermill and `spamo train` lines, typed in a copy of the repository elsewhere: the job they prepare is the paper's run."
+    import shutil, subprocess
+    from spamo.model import config_fields
+    from spamo.presets import resolve_config
+    (tmp_path / 'nbs').mkdir(); shutil.copy(NB, tmp_path / 'nbs'); shutil.copytree(REPO / 'configs', tmp_path / 'configs')
+    line = _readme_line('mkdir -p runs/phoenix14t && papermill nbs/06_train.ipynb')
+    subprocess.run(line + ' --prepare-only', shell=True, cwd=tmp_path, check=True, capture_output=True)
+    cells = json.loads((tmp_path / 'runs' / 'phoenix14t' / 'train.ipynb').read_text())['cells']
+    g = {}
+    for c in cells:
+        if {'parameters', 'injected-parameters'} & set(c['metadata'].get('tags', [])): exec(''.join(c['source']), g)
+    cfg = resolve_config(g['preset'], **{k: g[k] for k in config_fields()})    # as the job's next cell resolves it
+    t = cfg.train
+    assert (g['preset'], t.max_steps, t.batch_size, t.vt_warmup_steps, t.lr_warmup_steps, t.eval_every, cfg.model.num_examples,
+            cfg.model.llm, cfg.data.data_root) == ('phoenix14t', 35480, 8, 4000, 10000, 887, 1, 'google/flan-t5-xl', 'data/PHOENIX-2014-T')
+    out = subprocess.run([sys.executable, '-m', 'spamo.cli', 'train', '-f', 'configs/phoenix14t.yaml', '--dry-run'], cwd=tmp_path,
+                         capture_output=True, text=True, check=True, env=os.environ | {'PYTHONPATH': str(REPO)}).stdout
+    shown = json.loads(out)
+    assert shown['preset'] == 'phoenix14t' and not {'max_steps', 'batch_size', 'vt_warmup_steps'} & set(shown), shown  # the paper's
