@@ -17,7 +17,8 @@ from .demo import (TINY_CLIP, tiny_videomae_config, tiny_spatial, tiny_motion, t
                         mask_words, pretrain_denoiser, pretrain_causal, prepare_synthsign, prepare_tiny_llm)
 
 # %% auto #0
-__all__ = ['TOY_SENTENCES', 'toy_batch', 'toy_manifest', 'write_avi', 'shared_data', 'smoke_data', 'tiny_llm', 'smoke_run']
+__all__ = ['TOY_SENTENCES', 'toy_batch', 'toy_manifest', 'write_avi', 'write_video', 'shared_data', 'smoke_data', 'tiny_llm',
+           'smoke_run']
 
 # %% ../nbs/97_testing.ipynb #213f3bd2
 TOY_SENTENCES = ['am montag regnet es im norden.', 'morgen scheint die sonne im süden.',
@@ -76,6 +77,15 @@ def write_avi(path, frames, fps:float=25.0, quality:int=90) -> Path:
         c = _chunk(b'00dc', j); movi.append(c); idx1.append(b'00dc' + struct.pack('<III', 0x10, off, len(j))); off += len(c)
     body = b'AVI ' + hdrl + _chunk(b'LIST', b'movi' + b''.join(movi)) + _chunk(b'idx1', b''.join(idx1))
     Path(path).write_bytes(b'RIFF' + struct.pack('<I', len(body)) + body)
+    return Path(path)
+
+def write_video(path, frames, codec:str='libx264', pix_fmt:str='yuv420p', fps:int=25) -> Path:
+    "Encode uint8 (T,H,W,3) frames with PyAV in any codec and pixel format FFmpeg has (mp4, avi, webm...)."
+    import av
+    with av.open(str(path), 'w') as c:
+        s = c.add_stream(codec, rate=fps); s.height, s.width = np.asarray(frames).shape[1:3]; s.pix_fmt = pix_fmt
+        for f in frames: c.mux(s.encode(av.VideoFrame.from_ndarray(np.asarray(f, np.uint8), format='rgb24')))
+        c.mux(s.encode())
     return Path(path)
 
 # %% ../nbs/97_testing.ipynb #31d5924e

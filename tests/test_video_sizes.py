@@ -2,9 +2,10 @@
 decord's own frame-by-frame read. decord2 3.4's `get_batch` fails at CPU-dependent widths (here 8, 16, 24, 32, 48,
 96, 144) and its `vr[i]` returns those frames as (H, W, stride/W) arrays; the reader falls back to PyAV then."""
 import types
-import av, numpy as np, pytest
+import numpy as np, pytest
 import spamo.video as video
 from spamo.video import VideoError, load_decord, read_video
+from spamo.testing import write_video
 
 # codec and pixel format per container; libx264 cannot encode odd sizes in yuv420p, so odd sizes use yuv444p there
 # (mpeg4, mjpeg and libvpx-vp9 encode odd sizes in 4:2:0 and are kept at it: there PyAV's plain rgb24 conversion
@@ -14,17 +15,6 @@ FORMATS = {'mp4': ('mp4', 'libx264', 'yuv420p', 'yuv444p'), 'avi-mpeg4': ('avi',
 SIZES = [(24, w) for w in range(8, 257, 8)]                                       # (H, W)
 ODD = [(47, 33), (260, 210), (33, 47)]                                            # 33x47, 210x260, 47x33 (WxH)
 RESIZE = [(16, 16), (24, 32), (13, 17), (30, 144), (24, 40), (20, 8), (48, 96)]  # size= asked, in turn
-
-
-def write_video(path, frames, codec, pix_fmt, fps=25):
-    "Encode uint8 (T, H, W, 3) frames with PyAV."
-    with av.open(str(path), 'w') as c:
-        s = c.add_stream(codec, rate=fps)
-        s.height, s.width = frames.shape[1:3]
-        s.pix_fmt = pix_fmt
-        for f in frames: c.mux(s.encode(av.VideoFrame.from_ndarray(f, format='rgb24')))
-        c.mux(s.encode())
-    return path
 
 
 def decord_frames(path, hw=None) -> np.ndarray:
