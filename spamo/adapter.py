@@ -23,6 +23,7 @@ def _pad(rows: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     for i, r in enumerate(rows): out[i, :len(r)] = r
     return out, lens
 
+# %% ../nbs/03_adapter.ipynb #0b71be95
 def collate_features(items: list[dict], # one {'spatial': (T, 2d), 'motion': (N, d)} per sample (tensors or arrays)
                     ) -> dict:
     "Pad per-sample features into batch tensors: spatial, spatial_len, motion, motion_len (float32, lengths int64)."
@@ -42,6 +43,7 @@ def length_mask(lengths: torch.Tensor, # (B,) number of real positions per sampl
     "Bool mask (B, width): True at the real positions of each sample."
     return torch.arange(width, device=lengths.device)[None] < lengths[:, None]
 
+# %% ../nbs/03_adapter.ipynb #781dd714
 def join_streams(parts: list[tuple[torch.Tensor, torch.Tensor]], # (x (B, L, H), lengths (B,)) per stream, in order
                 ) -> tuple[torch.Tensor, torch.Tensor]:
     "Concatenate the real rows of each stream per sample along time; returns (x (B, Lmax, H), lengths (B,))."

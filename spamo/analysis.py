@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 from .data import load_dataset
-from .features import FeatureStore
-from .model import FeatureData, load_run
+from .store import FeatureStore
+from .model import FeatureData
+from .checkpoint import load_run
 
 # %% auto #0
 __all__ = ['METRICS', 'READINGS', 'nearest_tokens', 'dedup', 'join_pieces', 'norm_word', 'words_of', 'agreement', 'load_lexicon',
@@ -44,6 +45,7 @@ def dedup(xs: list) -> list:
     "`xs` with consecutive repeats removed."
     return [x for i, x in enumerate(xs) if i == 0 or x != xs[i - 1]]
 
+# %% ../nbs/08_visual_tokens.ipynb #036e435d
 def join_pieces(pieces: list[str], # sub-word pieces in order
                 marker: str = '\u2581', # prefix that marks the first piece of a word (SentencePiece, Metaspace)
                ) -> list[str]:
@@ -56,10 +58,12 @@ def join_pieces(pieces: list[str], # sub-word pieces in order
 
 _UMLAUTS = str.maketrans({'ä': 'ae', 'ö': 'oe', 'ü': 'ue', 'ß': 'ss'})
 
+# %% ../nbs/08_visual_tokens.ipynb #8d4f4568
 def norm_word(w: str) -> str:
     "`w` in gloss spelling: lowercase, umlauts as ae/oe/ue, ß as ss, only letters and digits kept."
     return ''.join(c for c in unicodedata.normalize('NFC', w.lower()).translate(_UMLAUTS) if c.isalnum())
 
+# %% ../nbs/08_visual_tokens.ipynb #58b27240
 def words_of(text: str | None) -> list[str]:
     "The words of a gloss string or a sentence, in gloss spelling."
     return [w for w in map(norm_word, (text or '').split()) if w]
@@ -74,6 +78,7 @@ def agreement(visual: list[str], # the video's visual tokens (pieces or words), 
     ref = {norm_word(r) for r in reference} - {''}
     return sum(r in seen or lex.get(r) in seen for r in ref), len(ref)
 
+# %% ../nbs/08_visual_tokens.ipynb #e7d05c37
 def load_lexicon(data_root) -> dict:
     "Gloss -> head word (the last of the sign's words, in gloss spelling) from `<data_root>/signs.json` (SynthSign); {} if absent."
     f = Path(data_root) / 'signs.json'
@@ -96,6 +101,7 @@ def sign_features(model, # a `SpaMo` (spamo.llm): `visual_tokens(batch) -> (Z_sm
     model.train(was)
     return out
 
+# %% ../nbs/08_visual_tokens.ipynb #004e13f7
 def vocabulary(model, exclude_special: bool = True) -> tuple[torch.Tensor, list[str], list[int]]:
     "The LLM's input embedding table (V, d') cut to the tokenizer's vocabulary, its pieces, and the ids to exclude."
     tok = model.tokenizer
@@ -108,6 +114,7 @@ def vocabulary(model, exclude_special: bool = True) -> tuple[torch.Tensor, list[
 # %% ../nbs/08_visual_tokens.ipynb #4e8cee62
 METRICS = ('euclidean', 'cosine')
 
+# %% ../nbs/08_visual_tokens.ipynb #ed7817eb
 @dataclass
 class VisualTokens:
     "Visual tokens of a split: one row per video in `table`, and every position for plots (`z`, `token`, `video`)."
@@ -117,6 +124,7 @@ class VisualTokens:
     video: torch.Tensor   # (P,) row of `table` each position belongs to
     pieces: list          # vocabulary pieces by id
 
+# %% ../nbs/08_visual_tokens.ipynb #d8cb5839
 def visual_token_table(feats: list[torch.Tensor], # Z_sm per video (`sign_features`)
                        samples: list, # the videos' `spamo.data.Sample`s (id, text, gloss)
                        table: torch.Tensor, pieces: list[str], exclude: list[int] = (), # from `vocabulary`
@@ -138,6 +146,7 @@ def visual_token_table(feats: list[torch.Tensor], # Z_sm per video (`sign_featur
 READINGS = {'gloss_piece': ('gloss', 'pieces', False), 'gloss_word': ('gloss', 'words', False),
             'gloss_lex': ('gloss', 'words', True), 'text_piece': ('text', 'pieces', False), 'text_word': ('text', 'words', False)}
 
+# %% ../nbs/08_visual_tokens.ipynb #a13c161b
 def agreement_table(vt: VisualTokens, # from `visual_token_table`
                     lexicon: dict | None = None, # gloss -> word (`load_lexicon(data_root)` for SynthSign)
                    ) -> pd.DataFrame:
@@ -152,6 +161,7 @@ def agreement_table(vt: VisualTokens, # from `visual_token_table`
             t[name + suffix] = [a for a, _ in m]; t[name + suffix + '_n'] = [n for _, n in m]
     return t
 
+# %% ../nbs/08_visual_tokens.ipynb #bf2bca22
 def agreement_summary(t: pd.DataFrame) -> pd.DataFrame:
     "Micro-averaged agreement of a split per reading (matched words / reference words), control and per-video mean."
     rows = {}
@@ -256,8 +266,29 @@ def analyse(model, data, # a `SpaMo` and a `FeatureData`
     vts = {m: visual_token_table(feats, [data.samples[i] for i in idx], *vocab, metric=m) for m in metrics}
     return {m: (vt, agreement_table(vt, lexicon)) for m, vt in vts.items()}
 
+# %% ../nbs/08_visual_tokens.ipynb #9fe6c520
 def _csv_table(t: pd.DataFrame) -> pd.DataFrame:
     return t.assign(pieces=t.pieces.map(' '.join), words=t.words.map(' '.join))
+
+# %% ../nbs/08_visual_tokens.ipynb #541d878e
+def _analysis_inputs(run_dir, split, checkpoint, max_videos, out_dir):
+    "The run's model, the split's data with features, the gloss lexicon, and the output folder (created)."
+    model, cfg = load_run(run_dir, checkpoint)
+    samples = load_dataset(cfg.data.dataset, cfg.data.data_root, split)
+    data = FeatureData(samples[:max_videos] if max_videos else samples, FeatureStore(cfg.data.features))
+    lexicon, out = load_lexicon(cfg.data.data_root), Path(out_dir or Path(run_dir) / f'analysis-{split}')
+    out.mkdir(parents=True, exist_ok=True)
+    return model, data, lexicon, out
+
+def _write_tables(out: Path, res: dict, summary, table7, entropy):
+    "visual_tokens.csv, agreement.csv, examples.csv and entropy.csv in `out`."
+    pd.concat([_csv_table(a).assign(model=n, metric=k) for n, r in res.items() for k, (_, a) in r.items()]).to_csv(out / 'visual_tokens.csv', index=False)
+    summary.to_csv(out / 'agreement.csv'); table7.to_csv(out / 'examples.csv', index=False); entropy.to_csv(out / 'entropy.csv')
+
+def _agreements(summary, models: list, metrics) -> dict:
+    "analysis.json's agreement figures: per reading and column, per metric, per model."
+    return {f'{r}_{c}': {k: {n: float(summary.loc[(n, k, r), c]) for n in models} for k in metrics}
+            for r in ('gloss_lex', 'text_word') for c in ('agreement', 'shuffled')}
 
 # %% ../nbs/08_visual_tokens.ipynb #65fda98b
 def analyse_run(run_dir, # a run directory written by `spamo.train.train`
@@ -269,11 +300,8 @@ def analyse_run(run_dir, # a run directory written by `spamo.train.train`
                ) -> dict:
     "Visual tokens, agreement (trained vs control), Table 7, t-SNE and KDE entropy of a run; files go to `out_dir`."
     t0, secs = time.time(), {}
-    model, cfg = load_run(run_dir, checkpoint)
-    samples = load_dataset(cfg.data.dataset, cfg.data.data_root, split)
-    data = FeatureData(samples[:max_videos] if max_videos else samples, FeatureStore(cfg.data.features))
-    lexicon, out = load_lexicon(cfg.data.data_root), Path(out_dir or Path(run_dir) / f'analysis-{split}')
-    out.mkdir(parents=True, exist_ok=True); secs['load'] = time.time() - t0
+    model, data, lexicon, out = _analysis_inputs(run_dir, split, checkpoint, max_videos, out_dir)
+    secs['load'] = time.time() - t0
     models = {'trained': model} | ({'untrained adapter': reinit_adapter(model, seed)} if untrained else {})
     res, main = {}, metrics[0]
     for name, m in models.items():
@@ -285,14 +313,10 @@ def analyse_run(run_dir, # a run directory written by `spamo.train.train`
                                             title=f'Sign features of {len(data)} {split} videos by visual token')
     secs['tsne'] = time.time() - t; t = time.time()
     entropy = entropy_table({n: r[main][0].z for n, r in res.items()}, kde_components, seed=seed); secs['kde'] = time.time() - t
-    pd.concat([_csv_table(a).assign(model=n, metric=k) for n, r in res.items() for k, (_, a) in r.items()]).to_csv(out / 'visual_tokens.csv', index=False)
-    summary.to_csv(out / 'agreement.csv')
-    table7.to_csv(out / 'examples.csv', index=False); entropy.to_csv(out / 'entropy.csv')
+    _write_tables(out, res, summary, table7, entropy)
     secs['total'] = time.time() - t0
     info = dict(run_dir=str(run_dir), split=split, videos=len(data), positions=len(vt.z), lexicon=bool(lexicon),
-                **{f'{r}_{c}': {k: {n: float(summary.loc[(n, k, r), c]) for n in res} for k in metrics}
-                   for r in ('gloss_lex', 'text_word') for c in ('agreement', 'shuffled')},
-                seconds={k: round(v, 2) for k, v in secs.items()})
+                **_agreements(summary, list(res), metrics), seconds={k: round(v, 2) for k, v in secs.items()})
     (out / 'analysis.json').write_text(json.dumps(info, indent=2))
     return dict(info=info, summary=summary, tokens=at, examples=table7, entropy=entropy, figure=fig, tsne=out / 'tsne.png',
                 visual_tokens=res, out_dir=out)

@@ -30,6 +30,7 @@ class BleurtConfig(PretrainedConfig):
 # %% ../nbs/05ab_bleurt.ipynb #b3e1d7af
 def _md(**modules) -> nn.ModuleDict: return nn.ModuleDict(modules)
 
+# %% ../nbs/05ab_bleurt.ipynb #779ef8c7
 def _bleurt_layer(c:BleurtConfig) -> nn.ModuleDict:
     "One post-LayerNorm BERT layer, with the parameter names of the checkpoint."
     h, i, ln = c.hidden_size, c.intermediate_size, lambda: nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
@@ -37,6 +38,7 @@ def _bleurt_layer(c:BleurtConfig) -> nn.ModuleDict:
                              output=_md(dense=nn.Linear(h, h), LayerNorm=ln())),
                intermediate=_md(dense=nn.Linear(h, i)), output=_md(dense=nn.Linear(i, h), LayerNorm=ln()))
 
+# %% ../nbs/05ab_bleurt.ipynb #75fcc2da
 def _bleurt_body(c:BleurtConfig) -> nn.ModuleDict:
     "Embeddings, encoder (with the embedding projection) and pooler, named as in the checkpoint."
     e = c.embedding_size or c.hidden_size
@@ -72,6 +74,7 @@ def _layer_forward(L:nn.ModuleDict, x:torch.Tensor, keep:torch.Tensor, heads:int
     x = o['LayerNorm'](o['dense'](ctx) + x)
     return f['LayerNorm'](f['dense'](act(L['intermediate']['dense'](x))) + x)
 
+# %% ../nbs/05ab_bleurt.ipynb #514aad4b
 @patch
 def forward(self:BleurtForSequenceClassification, input_ids:torch.Tensor, attention_mask:torch.Tensor|None=None,
             token_type_ids:torch.Tensor|None=None, **kwargs) -> torch.Tensor:
@@ -95,6 +98,7 @@ def load_bleurt_tokenizer(checkpoint:str):
     from transformers import DebertaV2Tokenizer
     return DebertaV2Tokenizer.from_pretrained(checkpoint, do_lower_case=False)
 
+# %% ../nbs/05ab_bleurt.ipynb #029aa5dd
 def load_bleurt(checkpoint:str='lucadiliello/BLEURT-20', # hub name or folder
                 device:str|None=None,                    # default: CUDA when available, else CPU
                ) -> tuple[BleurtForSequenceClassification, object]:
@@ -103,6 +107,7 @@ def load_bleurt(checkpoint:str='lucadiliello/BLEURT-20', # hub name or folder
     model = BleurtForSequenceClassification.from_pretrained(checkpoint).to(device).eval().requires_grad_(False)
     return model, load_bleurt_tokenizer(checkpoint)
 
+# %% ../nbs/05ab_bleurt.ipynb #6fef5325
 @torch.inference_mode()
 def bleurt_sentence_scores(model, tokenizer, hyps:list[str], refs:list[str], batch_size:int=32) -> list[float]:
     "One BLEURT score per (hypothesis, reference) pair, `batch_size` pairs per forward."

@@ -10,22 +10,23 @@ import importlib, sys
 __all__ = ['COMMANDS', 'main']
 
 # %% ../nbs/10_cli.ipynb #f0e07aab
-COMMANDS = {  # command -> (module, function, one-line help)
-    'demo':      ('spamo.demo',      'demo_cli',      'generate SynthSign, extract, train and evaluate a tiny model on a CPU'),
-    'synth':     ('spamo.synth',     'synth_cli',     'write a SynthSign dataset in the PHOENIX14T layout'),
-    'extract':   ('spamo.features',  'extract_cli',   'extract spatial (S2) and motion features into a resumable feature store'),
-    'train':     ('spamo.train',     'train_cli',     'train SpaMo on extracted features (same job as nbs/06_train.ipynb)'),
-    'evaluate':  ('spamo.evaluate',  'evaluate_cli',  "score a run's predictions, or a hypothesis file against a reference file (BLEU, ROUGE-L, chrF)"),
-    'translate': ('spamo.translate', 'translate_cli', 'translate raw videos with a trained run'),
-    'import-features': ('spamo.features', 'import_features_cli', "import the SpaMo authors' released .npy features into a feature store"),
-    'translations': ('spamo.translations', 'translations_cli', 'write the side file of example translations for the prompt'),
-    'reproduce': ('spamo.reproduce', 'reproduce_cli', "run a paper table (configs/tables) as papermill jobs, ours beside the paper's; --miniature on a CPU"),
-    'import-checkpoint': ('spamo.release', 'import_checkpoint_cli', "turn the authors' spamo.ckpt into a run directory (nothing in it runs)"),
+COMMANDS = {  # command -> ('module:function', one-line help)
+    'demo':      ('spamo.demo:demo_cli', 'generate SynthSign, extract, train and evaluate a tiny model on a CPU'),
+    'synth':     ('spamo.synth:synth_cli', 'write a SynthSign dataset in the PHOENIX14T layout'),
+    'extract':   ('spamo.features:extract_cli', 'extract spatial (S2) and motion features into a resumable feature store'),
+    'train':     ('spamo.train:train_cli', 'train SpaMo on extracted features (same job as nbs/06_train.ipynb)'),
+    'evaluate':  ('spamo.evaluate:evaluate_cli', "score a run's predictions, or a hypothesis file against a reference file (BLEU, ROUGE-L, chrF)"),
+    'translate': ('spamo.translate:translate_cli', 'translate raw videos with a trained run'),
+    'import-features': ('spamo.release:import_features_cli', "import the SpaMo authors' released .npy features into a feature store"),
+    'translations': ('spamo.translations:translations_cli', 'write the side file of example translations for the prompt'),
+    'reproduce': ('spamo.reproduce:reproduce_cli', "run a paper table (configs/tables) as papermill jobs, ours beside the paper's; --miniature on a CPU"),
+    'import-checkpoint': ('spamo.release:import_checkpoint_cli', "turn the authors' spamo.ckpt into a run directory (nothing in it runs)"),
 }
 
+# %% ../nbs/10_cli.ipynb #2d87e369
 def _usage() -> str:
     w = max(map(len, COMMANDS))
-    rows = '\n'.join(f'  {k:<{w}}  {v[2]}' for k, v in COMMANDS.items())
+    rows = '\n'.join(f'  {k:<{w}}  {v[1]}' for k, v in COMMANDS.items())
     return (f'usage: spamo <command> [options]\n\ncommands:\n{rows}\n\n`spamo <command> --help` shows the options of one command.\n'
             'exit status: 0 done; 1 some items failed (videos, rows), the others done; 2 usage or input error (a file, a setting, an option)')
 
@@ -39,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     cmd, rest = argv[0], argv[1:]
     if cmd not in COMMANDS:
         print(f"spamo: unknown command {cmd!r}; known: {', '.join(COMMANDS)}", file=sys.stderr); return 2
-    mod, fn, _ = COMMANDS[cmd]
+    mod, fn = COMMANDS[cmd][0].split(':')
     return int(getattr(importlib.import_module(mod), fn)(rest) or 0)   # jobs close their process group at exit (`spamo.features`)
 
 # `python -m spamo.cli ...` (e.g. under `accelerate launch` or `torchrun`); not when a notebook kernel runs this cell

@@ -27,9 +27,11 @@ NATIVE_NAMES = {'de': 'Deutsch', 'zh': '中文 Mandarin', 'fr': 'Français', 'es
                 'pt': 'Português', 'nl': 'Nederlands', 'ru': 'Русский', 'ja': '日本語', 'ko': '한국어', 'ar': 'العربية',
                 'tr': 'Türkçe', 'pl': 'Polski', 'el': 'Ελληνικά', 'cs': 'Čeština', 'sv': 'Svenska', 'hi': 'हिन्दी'}
 
+# %% ../nbs/00_data.ipynb #a6d45666
 def _fold(s:str) -> str: return ''.join(c for c in unicodedata.normalize('NFKD', s.strip().casefold()) if not unicodedata.combining(c))
 _NAMES = {_fold(n): c for c in LANGUAGES for n in [c, LANGUAGES[c], *NATIVE_NAMES.get(c, '').split()]}
 
+# %% ../nbs/00_data.ipynb #0dbfce43
 def language_code(name:str) -> str:
     "The ISO 639-1 code of a language given by code, English or native name ('de', 'German', 'Deutsch', 'de-DE')."
     key = _fold(str(name)).replace('_', '-')
@@ -73,6 +75,7 @@ def iter_samples(samples, every:int=1, size=None,
             continue
         yield s, frames, fps
 
+# %% ../nbs/00_data.ipynb #f14ace3f
 def read_samples(samples, every:int=1, size=None, on_error:str='raise') -> tuple[list, list]:
     "All readable samples as (sample, frames, fps), and the report of skipped ones as (id, path, reason)."
     report = []
@@ -180,6 +183,7 @@ def load_how2sign(root_or_csv, # a realigned CSV file, or a folder holding it (d
 PLAIN_GLOBALS = {('builtins', n) for n in 'dict list tuple set frozenset str bytes bytearray int float complex bool slice range'.split()} | {('collections', 'OrderedDict')}
 NUMPY_GLOBALS = {(m, n) for m in ('numpy.core.multiarray', 'numpy._core.multiarray') for n in ('_reconstruct', 'scalar')} | {('numpy', 'ndarray'), ('numpy', 'dtype')}
 
+# %% ../nbs/00_data.ipynb #2eea3c32
 class PlainUnpickler(pickle.Unpickler):
     "Rebuilds only plain builtins (and the `extra` globals, e.g. `NUMPY_GLOBALS`); any other global is refused, so nothing runs."
     def __init__(self, f, extra=frozenset()): super().__init__(f); self.allowed = PLAIN_GLOBALS | set(extra)
@@ -188,6 +192,7 @@ class PlainUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"refused {module}.{name}: refusing to load anything but plain builtins"
                                      f"{' and NumPy arrays' if NUMPY_GLOBALS <= self.allowed else ''}; nothing was executed")
 
+# %% ../nbs/00_data.ipynb #605eb533
 def load_plain_pickle(path):
     "Unpickle a (possibly gzip-compressed) file holding only plain builtins; any class raises UnpicklingError."
     data = Path(path).read_bytes()
@@ -239,6 +244,7 @@ def read_csl_split(path) -> dict[str, str]:
         out[parts[0]] = _SPLITS[parts[1]]
     return out
 
+# %% ../nbs/00_data.ipynb #0e8db715
 def _find_csl_labels(root: Path, split: str) -> Path:
     dirs = [root, root/'sltbaselines_labels', root/'sentence_label']
     for d in dirs:
@@ -302,6 +308,7 @@ def _manifest_rows(path: Path):
             if None in r or None in r.values(): raise ValueError(f"{path}:{ln}: expected {len(rd.fieldnames)} fields like the header")
             yield ln, r
 
+# %% ../nbs/00_data.ipynb #3146cc33
 def _num(v, what, where):
     if v is None or v == '': return None
     try: return float(v)

@@ -10,42 +10,19 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 from .data import LANGUAGES, load_dataset
-from .spatial import OpenClipCLS, seeded
-from .motion import HFVideo
 from .features import extract
-from .llm import Causal, build_prompt, pad_right
-from .model import RunConfig, config_from_params, has_checkpoint
+from .llm import Causal, pad_right
+from .prompt import build_prompt
+from .config import RunConfig, config_from_params
+from .checkpoint import has_checkpoint
 from .presets import at_steps, resolve_config
 from .train import train
 from .evaluate import evaluate_run
 
 # %% auto #0
-__all__ = ['TINY_CLIP', 'SPECIALS', 'CHATML', 'LAYOUTS', 'CAUSAL_DEMO', 'DEMO', 'DEMO_LLMS', 'tiny_spatial',
-           'tiny_videomae_config', 'tiny_motion', 'train_tokenizer', 'tiny_t5', 'tiny_causal', 'mask_words',
-           'pretrain_denoiser', 'pretrain_causal', 'prepare_synthsign', 'prepare_tiny_llm', 'demo_config', 'demo',
-           'demo_cli']
-
-# %% ../nbs/09_demo.ipynb #c517b03d
-TINY_CLIP = dict(embed_dim=64, vision_cfg=dict(image_size=64, layers=2, width=128, head_width=32, patch_size=16),
-                 text_cfg=dict(context_length=8, vocab_size=64, width=32, heads=2, layers=1))
-
-def tiny_spatial(model='tiny', pretrained=None, seed:int=0) -> OpenClipCLS:
-    "The `SPATIAL['tiny']` backbone: a small open_clip ViT (`TINY_CLIP`) with seeded random weights."
-    import open_clip
-    return seeded(lambda: OpenClipCLS(open_clip.CLIP(**TINY_CLIP).visual), seed)
-
-# %% ../nbs/09_demo.ipynb #dfe40cd6
-def tiny_videomae_config(image_size:int=64, hidden:int=128, layers:int=2, heads:int=4, num_frames:int=16):
-    "A tiny random VideoMAE config (patch 16, tubelet 2, init std 1/sqrt(hidden))."
-    from transformers import VideoMAEConfig
-    return VideoMAEConfig(image_size=image_size, patch_size=16, num_frames=num_frames, tubelet_size=2, hidden_size=hidden,
-                          num_hidden_layers=layers, num_attention_heads=heads, intermediate_size=4 * hidden,
-                          initializer_range=hidden ** -0.5)
-
-def tiny_motion(model='tiny', seed:int=0) -> HFVideo:
-    "The `MOTION['tiny']` backbone: a `VideoMAEModel` of `tiny_videomae_config` with seeded random weights."
-    from transformers import VideoMAEModel
-    return seeded(lambda: HFVideo(VideoMAEModel(tiny_videomae_config())), seed)
+__all__ = ['SPECIALS', 'CHATML', 'LAYOUTS', 'CAUSAL_DEMO', 'DEMO', 'DEMO_LLMS', 'train_tokenizer', 'tiny_t5', 'tiny_causal',
+           'mask_words', 'pretrain_denoiser', 'pretrain_causal', 'prepare_synthsign', 'prepare_tiny_llm', 'demo_config',
+           'demo', 'demo_cli']
 
 # %% ../nbs/09_demo.ipynb #dab6b244
 SPECIALS = ['<pad>', '</s>', '<unk>', '<extra_id_0>']  # ids 0, 1, 2, 3: T5's pad, eos and unk ids, then a mask sentinel
@@ -57,6 +34,7 @@ LAYOUTS = {  # special tokens (ids 0-3), the post-processor's template for one t
     'qwen': (['<|endoftext|>', '<|im_start|>', '<|im_end|>', '<extra_id_0>', '<unk>'], '$A',
              dict(pad_token='<|endoftext|>', eos_token='<|im_end|>', unk_token='<unk>'))}
 
+# %% ../nbs/09_demo.ipynb #d81a4408
 def train_tokenizer(sentences:list,      # training text (target sentences, prompts)
                     vocab_size:int=2000, # at most this many tokens
                     kind:str='bpe',      # 'bpe', 'wordlevel' or 'unigram'
@@ -189,6 +167,7 @@ def prepare_synthsign(out, # folder for the dataset and its feature store
 # %% ../nbs/09_demo.ipynb #20b9e530
 CAUSAL_DEMO = dict(model=dict(layers=4, heads=4, d_ff=512), pretrain=dict())  # the demo's tiny Llama: its shape, its pretraining
 
+# %% ../nbs/09_demo.ipynb #31af77de
 def prepare_tiny_llm(sentences: list[str], # target-language training sentences
                      out, # folder the model and tokenizer are saved to (load it by this path)
                      steps: int = 600, # denoiser pretraining steps
@@ -238,6 +217,7 @@ def demo(run_dir='runs/demo', # where data, features, models and results go
     if llm not in DEMO_LLMS: raise ValueError(f'unknown demo llm {llm!r}; known: {", ".join(DEMO_LLMS)}')
     with _quiet(): return _demo(Path(run_dir), n_train, n_dev, n_test, size, pretrain_steps, max_steps, seed, progress, llm)
 
+# %% ../nbs/09_demo.ipynb #dab8a585
 @contextmanager
 def _quiet():
     "Silence the libraries' chatter (peft's `is_gradient_checkpointing` FutureWarning, transformers' weight-loading bars), then restore it."
@@ -250,6 +230,7 @@ def _quiet():
         finally:
             if bars: tlog.enable_progress_bar()
 
+# %% ../nbs/09_demo.ipynb #8f4de173
 def _demo(run, n_train, n_dev, n_test, size, pretrain_steps, max_steps, seed, progress, llm='t5') -> dict:
     t0, say = time.time(), (lambda m: print(f'[{time.time() - t0:6.1f}s] {m}', flush=True))
     family, what, sfx = DEMO_LLMS[llm]     # the causal demo's models and results sit beside the T5 demo's

@@ -7,8 +7,9 @@ from __future__ import annotations
 import argparse, csv, json, sys
 from pathlib import Path
 from .data import load_dataset
-from .features import FeatureStore
-from .model import FeatureData, load_run, prompt_examples, translate_data
+from .store import FeatureStore
+from .model import FeatureData, prompt_examples, translate_data
+from .checkpoint import load_run
 from .metrics import (PROTOCOLS, corpus_bleu, corpus_rouge_l, evaluate_predictions, gather_predictions, protocol_table, read_lines,
                            score_corpus, settings_for, worst_best)
 
@@ -38,6 +39,7 @@ def _evaluate_parser() -> argparse.ArgumentParser:
     p.add_argument('--json', action='store_true', help='print the metrics as JSON')
     return p
 
+# %% ../nbs/07_evaluate.ipynb #ee3dda51
 def _pairs(a) -> tuple[list, list, list, str]:
     "Ids, hypotheses, references and language to score: a run's `eval-<split>/predictions.tsv`, or the files HYP and REF."
     if Path(a.hyp).is_dir():
@@ -109,6 +111,7 @@ REPRODUCE = {  # dataset folder -> (language, overrides that reproduce scores.tx
     'CSL-Daily': ('zh', dict(tokenize='none', rouge_tokens='coco')),
 }
 
+# %% ../nbs/07_evaluate.ipynb #a9d4dca6
 def reproduce_published(root:str|Path) -> 'pd.DataFrame':
     "Our scores next to the published ones for every system under `root`/predictions/sltbaselines_sincan2025."
     import pandas as pd

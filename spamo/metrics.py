@@ -37,6 +37,7 @@ PROTOCOLS = {  # name -> {'*': settings for every language, language: settings o
 }
 _CHOICES = dict(punct=('keep', 'final', 'remove'), rouge_tokens=('words', 'chars', 'coco', 'rouge_score'))
 
+# %% ../nbs/05b_metrics.ipynb #1a7d7bca
 def settings_for(language:str='de', # ISO 639-1 code: 'de', 'en', 'zh', ...
                  protocol:str='slt', # a name in `PROTOCOLS`
                  **overrides,        # any `EvalSettings` field; None values keep the protocol's
@@ -53,6 +54,7 @@ def settings_for(language:str='de', # ISO 639-1 code: 'de', 'en', 'zh', ...
 # %% ../nbs/05b_metrics.ipynb #af30fa54
 _FINAL = re.compile(r'\s*[.!?。！？]+\s*$')
 
+# %% ../nbs/05b_metrics.ipynb #b7f22103
 def normalize(text:str, s:EvalSettings,
               ref:bool=False, # `text` is a reference (`s.ref_period` applies to references only)
              ) -> str:
@@ -77,6 +79,7 @@ def corpus_bleu(hyps:list[str], refs:list[str], s:EvalSettings) -> tuple[dict, s
 # %% ../nbs/05b_metrics.ipynb #01878217
 _WORD = re.compile(r'\w+|[^\w\s]')
 
+# %% ../nbs/05b_metrics.ipynb #3306ee93
 def rouge_tokens(text:str, mode:str='words') -> list[str]:
     "Tokens for ROUGE-L: Unicode words and punctuation ('words'), characters ('chars'), pycocoevalcap's ' ' split ('coco') or rouge_score's ('rouge_score')."
     if mode == 'words': return _WORD.findall(text)
@@ -85,6 +88,7 @@ def rouge_tokens(text:str, mode:str='words') -> list[str]:
     if mode == 'rouge_score': return rouge_score_tokens(text)
     raise ValueError(f"unknown ROUGE-L token mode {mode!r}; known: 'words', 'chars', 'coco', 'rouge_score'")
 
+# %% ../nbs/05b_metrics.ipynb #e1829e5c
 def lcs_length(a:list, b:list) -> int:
     "Length of the longest common subsequence of `a` and `b` (bit-parallel)."
     if not a or not b: return 0
@@ -96,6 +100,7 @@ def lcs_length(a:list, b:list) -> int:
         v = ((v + u) | (v - u)) & full
     return len(a) - v.bit_count()
 
+# %% ../nbs/05b_metrics.ipynb #a88e6bf3
 def rouge_l(hyp:list, ref:list, beta:float=1.2) -> float:
     "Sentence ROUGE-L F-measure (0-1): (1+beta^2) P R / (R + beta^2 P) with P = LCS/|hyp|, R = LCS/|ref|."
     lcs = lcs_length(hyp, ref)
@@ -115,14 +120,20 @@ _IRREGULAR = {'skies': 'sky', 'sky': 'sky', 'dying': 'die', 'lying': 'lie', 'tyi
               'inning': 'inning', 'outings': 'outing', 'outing': 'outing', 'cannings': 'canning', 'canning': 'canning',
               'howe': 'howe', 'proceed': 'proceed', 'exceed': 'exceed', 'succeed': 'succeed'}
 
+# %% ../nbs/05b_metrics.ipynb #35d1f431
 def _cv(w:str) -> str:
     "'c' or 'v' per letter: a, e, i, o, u are vowels; y is a vowel after a consonant."
     out = ''
     for ch in w: out += 'v' if ch in 'aeiou' or (ch == 'y' and out[-1:] == 'c') else 'c'
     return out
 
+# %% ../nbs/05b_metrics.ipynb #7662d7b1
 def _m(stem:str) -> int: return _cv(stem).count('vc')  # Porter's measure: the number of vowel-consonant sequences
+
+# %% ../nbs/05b_metrics.ipynb #4207f983
 def _cvc(w:str) -> bool: f = _cv(w); return (f[-3:] == 'cvc' and w[-1] not in 'wxy') or f == 'vc'
+
+# %% ../nbs/05b_metrics.ipynb #fa55f57f
 def _rules(w:str, rules, cond) -> str:
     "The first rule whose suffix ends `w` decides: its replacement if `cond(stem)`, else `w` unchanged."
     for suf, rep in rules:
@@ -153,11 +164,13 @@ _STEP2 = [('ational', 'ate'), ('tional', 'tion'), ('enci', 'ence'), ('anci', 'an
 _STEP3 = [('icate', 'ic'), ('ative', ''), ('alize', 'al'), ('iciti', 'ic'), ('ical', 'ic'), ('ful', ''), ('ness', '')]
 _STEP4 = ['al', 'ance', 'ence', 'er', 'ic', 'able', 'ible', 'ant', 'ement', 'ment', 'ent', 'ion', 'ou', 'ism', 'ate', 'iti', 'ous', 'ive', 'ize']
 
+# %% ../nbs/05b_metrics.ipynb #57c5b619
 def _step2(w:str) -> str:
     if w.endswith('alli') and _m(w[:-4]) > 0: return _step2(w[:-2])
     if w.endswith('logi'): return w[:-1] if _m(w[:-3]) > 0 else w  # NLTK: the measure of the stem with its 'l'
     return _rules(w, _STEP2, lambda s: _m(s) > 0)
 
+# %% ../nbs/05b_metrics.ipynb #d71c41e8
 def porter_stem(word:str) -> str:
     "`word` lowercased and stemmed by the Porter algorithm, as NLTK's `PorterStemmer()` (its default NLTK_EXTENSIONS mode) stems it."
     w = word.lower()
@@ -169,6 +182,7 @@ def porter_stem(word:str) -> str:
     if w.endswith('ll') and _m(w[:-1]) > 1: w = w[:-1]
     return w
 
+# %% ../nbs/05b_metrics.ipynb #14a7e083
 def rouge_score_tokens(text:str) -> list[str]:
     "Tokens as `rouge_score`'s tokenizer with `use_stemmer=True` makes them: lowercase `[a-z0-9]` runs, stemmed past 3 letters."
     return [porter_stem(w) if len(w) > 3 else w for w in re.split(r'[^a-z0-9]+', text.lower()) if w]
@@ -179,6 +193,7 @@ def corpus_chrf(hyps:list[str], refs:list[str], s:EvalSettings) -> tuple[float, 
     chrf = CHRF(lowercase=s.lowercase)
     return chrf.corpus_score(hyps, [refs]).score, str(chrf.get_signature())
 
+# %% ../nbs/05b_metrics.ipynb #cf999b42
 class BleurtUnavailable(RuntimeError):
     "BLEURT cannot run here: its package or checkpoint is missing."
 
@@ -186,6 +201,7 @@ BLEURT_HELP = ("BLEURT needs the PyTorch BLEURT-20 checkpoint: the hub name luca
                "a folder holding its files (config.json, pytorch_model.bin, spm.model), passed as `checkpoint=` / "
                "`--bleurt-checkpoint` or in $BLEURT_CHECKPOINT; its tokenizer needs `pip install sentencepiece protobuf`")
 
+# %% ../nbs/05b_metrics.ipynb #bac3b6b3
 def bleurt_score(hyps:list[str], refs:list[str],
                  checkpoint:str|None=None, # hub name or folder; default $BLEURT_CHECKPOINT, else lucadiliello/BLEURT-20
                  device:str|None=None,     # 'cuda', 'cpu', ...; default: CUDA when available
@@ -215,6 +231,7 @@ def score_corpus(hyps:list[str], refs:list[str], s:EvalSettings, bleurt:bool=Fal
         except BleurtUnavailable as e: out['bleurt_error'] = str(e); print(f'BLEURT skipped: {e}', file=sys.stderr)
     return dict(protocol=s.protocol, **out, n=len(h), signature=sig, chrf_signature=chrf_sig, settings=asdict(s))
 
+# %% ../nbs/05b_metrics.ipynb #1c061a8b
 def evaluate_predictions(ids:list, hyps:list[str], refs:list[str],
                          language:str='de',        # ISO 639-1 code; with `protocol` picks the settings (`settings_for`)
                          run_dir:str|Path|None=None, # where predictions.tsv and metrics.json go (None: write nothing)
@@ -234,6 +251,7 @@ def evaluate_predictions(ids:list, hyps:list[str], refs:list[str],
     if verbose: print(format_metrics(m))
     return m
 
+# %% ../nbs/05b_metrics.ipynb #58866dc3
 def format_metrics(m:dict) -> str:
     "One line of scores and the sacreBLEU signature, as a log or a terminal shows them."
     keys = ['bleu1', 'bleu2', 'bleu3', 'bleu4', 'rouge_l', 'rouge_l_f1', 'chrf'] + (['bleurt'] if m.get('bleurt') is not None else [])
@@ -246,6 +264,7 @@ def format_metrics(m:dict) -> str:
 # %% ../nbs/05b_metrics.ipynb #c41e0a07
 SCORE_ROWS = ['bleu1', 'bleu2', 'bleu3', 'bleu4', 'rouge_l', 'rouge_l_f1', 'chrf']
 
+# %% ../nbs/05b_metrics.ipynb #ce99b479
 def score_protocols(hyps:list[str], refs:list[str], language:str='de',
                     protocols:list[str]|None=None, # names in `PROTOCOLS`; None: all of them
                     **overrides,                   # EvalSettings fields applied on top of every protocol
@@ -253,6 +272,7 @@ def score_protocols(hyps:list[str], refs:list[str], language:str='de',
     "A table of scores (rows) under each protocol (columns), with the settings that differ below them."
     return protocol_table({p: score_corpus(hyps, refs, settings_for(language, p, **overrides)) for p in (protocols or list(PROTOCOLS))})
 
+# %% ../nbs/05b_metrics.ipynb #b88f673c
 def protocol_table(metrics:dict) -> 'pd.DataFrame':
     "{protocol: metrics} (as `score_corpus` returns them) as a table: scores and settings (rows) by protocol (columns)."
     import pandas as pd
@@ -264,6 +284,7 @@ def protocol_table(metrics:dict) -> 'pd.DataFrame':
 # %% ../nbs/05b_metrics.ipynb #9124967e
 def _id_key(i): return (0, i, '') if isinstance(i, (int, float)) else (1, 0, str(i))
 
+# %% ../nbs/05b_metrics.ipynb #b1071028
 def dedup_sort(ids:list, hyps:list[str], refs:list[str]) -> tuple[list, list[str], list[str]]:
     "Keep the first prediction for each id and sort by id (numbers before strings)."
     seen = {}
@@ -271,6 +292,7 @@ def dedup_sort(ids:list, hyps:list[str], refs:list[str]) -> tuple[list, list[str
     keys = sorted(seen, key=_id_key)
     return keys, [seen[k][0] for k in keys], [seen[k][1] for k in keys]
 
+# %% ../nbs/05b_metrics.ipynb #3a4af119
 def gather_predictions(ids:list, hyps:list[str], refs:list[str],
                        accelerator=None, # an `accelerate.Accelerator`; None: torch.distributed if initialised, else this process only
                       ) -> tuple[list, list[str], list[str]]:
@@ -294,6 +316,7 @@ def sentence_scores(hyps:list[str], refs:list[str], s:EvalSettings, metric:str='
     else: raise ValueError(f"metric must be 'bleu' or 'chrf', not {metric!r}")
     return [m.sentence_score(normalize(h, s), [normalize(r, s)]).score for h, r in zip(hyps, refs)]
 
+# %% ../nbs/05b_metrics.ipynb #3ca6e01d
 def worst_best(ids:list, hyps:list[str], refs:list[str], language:str='de',
                k:int=5,             # sentences in each group
                metric:str='bleu',   # 'bleu' | 'chrf'

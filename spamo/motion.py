@@ -16,7 +16,8 @@ from .spatial import (as_frames, resize_crop, normalize, default_batch, resolve_
 
 # %% auto #0
 __all__ = ['POOLINGS', 'MOTION', 'clip_windows', 'clip_indices', 'HFVideo', 'videomae_backbone', 'VJEPA2Video', 'has_vjepa2',
-           'vjepa2_backbone', 'motion_family', 'videomae_processing', 'motion_backbone', 'MotionEncoder']
+           'vjepa2_backbone', 'motion_family', 'videomae_processing', 'motion_backbone', 'tiny_videomae_config',
+           'tiny_motion', 'mini_vjepa2', 'MotionEncoder']
 
 # %% ../nbs/02_motion.ipynb #4bddf839
 def clip_windows(T:int, # frames in the video
@@ -32,6 +33,7 @@ def clip_windows(T:int, # frames in the video
     if not drop_tail and starts[-1] + clip_len < T: starts.append(T - clip_len)
     return [(s, s + clip_len) for s in starts]
 
+# %% ../nbs/02_motion.ipynb #8039e993
 def clip_indices(T:int, clip_len:int=16, stride:int=8, drop_tail:bool=False) -> torch.Tensor:
     "`(N, clip_len)` frame index held by each clip slot; padding repeats the last frame."
     w = torch.tensor(clip_windows(T, clip_len, stride, drop_tail))
@@ -40,6 +42,7 @@ def clip_indices(T:int, clip_len:int=16, stride:int=8, drop_tail:bool=False) -> 
 # %% ../nbs/02_motion.ipynb #597e0784
 POOLINGS = ('first', 'mean')
 
+# %% ../nbs/02_motion.ipynb #e93eefe7
 class HFVideo(nn.Module):
     "A transformers VideoMAE model over clips: (B, clip_len, 3, S, S) normalised frames -> hidden states (B, tokens, d)."
     pre_norm = False  # True: `hidden_states[-1]`, before the final LayerNorm
@@ -54,7 +57,6 @@ class HFVideo(nn.Module):
 
 # %% ../nbs/02_motion.ipynb #3662a4bc
 MOTION = Registry('motion encoder', hint="a transformers VideoMAE or V-JEPA 2 id, folder or config")
-MOTION.register('tiny', 'spamo.demo:tiny_motion')   # the demo's tiny VideoMAE, imported on first use
 
 @MOTION.register('videomae')
 def videomae_backbone(model, seed:int=0) -> HFVideo:
@@ -82,11 +84,13 @@ class VJEPA2Video(nn.Module):
         try: self.model.set_attn_implementation(impl)
         except (ValueError, AttributeError): pass   # a transformers without this attention for V-JEPA 2 keeps its default
 
+# %% ../nbs/02_motion.ipynb #3e4d2f7e
 def has_vjepa2() -> bool:
     "Whether the installed transformers builds V-JEPA 2."
     import transformers
     return hasattr(transformers, 'VJEPA2Model')
 
+# %% ../nbs/02_motion.ipynb #36080f54
 @MOTION.register('vjepa2')
 def vjepa2_backbone(model, seed:int=0) -> VJEPA2Video:
     "A `VJEPA2Model` by hub id or local folder, or from a `VJEPA2Config` with random weights (seeded)."
@@ -107,16 +111,41 @@ def motion_family(model) -> str:
     if '/' in model: return 'vjepa2' if 'vjepa2' in model.lower() else 'videomae'
     raise MOTION.unknown(model)
 
+# %% ../nbs/02_motion.ipynb #38fc49eb
 def videomae_processing(size:int) -> ImageProcessing:
     "`VideoMAEImageProcessor`'s default steps at `size` (what a model folder without `preprocessor_config.json` gets)."
     from transformers import VideoMAEImageProcessor
     return ImageProcessing.from_processor(VideoMAEImageProcessor(size={'shortest_edge': size}, crop_size={'height': size, 'width': size}))
 
+# %% ../nbs/02_motion.ipynb #27bab273
 def motion_backbone(model='MCG-NJU/videomae-large', # a `MOTION` name, a transformers id / folder, or a VideoMAEConfig
                     seed:int=0, # seed for random weights
                    ) -> nn.Module:
     "Build the frozen video backbone named `model`."
     return MOTION[motion_family(model)](model, seed).eval().requires_grad_(False)
+
+# %% ../nbs/02_motion.ipynb #486a6f4d
+def tiny_videomae_config(image_size:int=64, hidden:int=128, layers:int=2, heads:int=4, num_frames:int=16):
+    "A tiny random VideoMAE config (patch 16, tubelet 2, init std 1/sqrt(hidden))."
+    from transformers import VideoMAEConfig
+    return VideoMAEConfig(image_size=image_size, patch_size=16, num_frames=num_frames, tubelet_size=2, hidden_size=hidden,
+                          num_hidden_layers=layers, num_attention_heads=heads, intermediate_size=4 * hidden,
+                          initializer_range=hidden ** -0.5)
+
+@MOTION.register('tiny')
+def tiny_motion(model='tiny', seed:int=0) -> HFVideo:
+    "The `MOTION['tiny']` backbone: a `VideoMAEModel` of `tiny_videomae_config` with seeded random weights."
+    return videomae_backbone(tiny_videomae_config(), seed)
+
+# %% ../nbs/02_motion.ipynb #37932b96
+@MOTION.register('mini-vjepa2')
+def mini_vjepa2(model='mini-vjepa2', seed:int=0) -> VJEPA2Video:
+    "The `MOTION['mini-vjepa2']` backbone: a small V-JEPA 2 (64-pixel frames, width 128, 2 layers) with seeded random weights."
+    import transformers
+    if not has_vjepa2(): raise ImportError(f'V-JEPA 2 needs transformers >= 4.53 (VJEPA2Model); installed: {transformers.__version__}')
+    return vjepa2_backbone(transformers.VJEPA2Config(crop_size=64, frames_per_clip=16, patch_size=16, tubelet_size=2, hidden_size=128,
+                           num_hidden_layers=2, num_attention_heads=4, pred_hidden_size=32, pred_num_hidden_layers=1,
+                           pred_num_attention_heads=2), seed)
 
 # %% ../nbs/02_motion.ipynb #aeb7184f
 class MotionEncoder(nn.Module):
@@ -136,32 +165,36 @@ class MotionEncoder(nn.Module):
             self.image_size = self.processing.crop[0]
         if hasattr(b, 'pre_norm'): b.pre_norm = recipe == 'official'
 
-    @classmethod
-    def from_name(cls, model='MCG-NJU/videomae-large', stride:int=8, pooling:str='first', seed:int=0, recipe:str='spamo'):
-        "Build from a `MOTION` name, a transformers id / folder, or a `VideoMAEConfig` (random weights)."
-        name = model if isinstance(model, str) else type(model).__name__
-        fam = motion_family(model)
-        hub = isinstance(model, str) and fam in ('videomae', 'vjepa2')
-        weights = model if hub else f'random(seed={seed})'
-        proc = image_processing(model) if check_recipe(recipe) == 'official' and hub and fam == 'videomae' else None
-        return cls(motion_backbone(model, seed), stride, pooling, name, weights, recipe=recipe, processing=proc)
+# %% ../nbs/02_motion.ipynb #8b5f2b6c
+@patch(cls_method=True)
+def from_name(cls:MotionEncoder, model='MCG-NJU/videomae-large', stride:int=8, pooling:str='first', seed:int=0, recipe:str='spamo'):
+    "Build from a `MOTION` name, a transformers id / folder, or a `VideoMAEConfig` (random weights)."
+    name = model if isinstance(model, str) else type(model).__name__
+    fam = motion_family(model)
+    hub = isinstance(model, str) and fam in ('videomae', 'vjepa2')
+    weights = model if hub else f'random(seed={seed})'
+    proc = image_processing(model) if check_recipe(recipe) == 'official' and hub and fam == 'videomae' else None
+    return cls(motion_backbone(model, seed), stride, pooling, name, weights, recipe=recipe, processing=proc)
 
-    @property
-    def device(self): return next(self.backbone.parameters()).device
-    @property
-    def dtype(self): return next(self.backbone.parameters()).dtype
+@patch(as_prop=True)
+def device(self:MotionEncoder): return next(self.backbone.parameters()).device
 
-    def prepare(self, device='cpu', dtype='auto'):
-        "Move to `device` with weights in `dtype` (see `resolve_dtype`); eager attention for bf16 on CPU, SDPA otherwise."
-        dt = resolve_dtype(dtype, device, frozen=True)
-        self.to(device=device, dtype=dt)
-        cpu_bf16 = torch.device(device).type == 'cpu' and dt == torch.bfloat16
-        if hasattr(self.backbone, 'set_attention'): self.backbone.set_attention('eager' if cpu_bf16 else 'sdpa')
-        return self
+@patch(as_prop=True)
+def dtype(self:MotionEncoder): return next(self.backbone.parameters()).dtype
 
-    def windows(self, T:int) -> list:
-        "The `(start, end)` of each clip this encoder reads from `T` frames."
-        return clip_windows(T, self.clip_len, self.stride, drop_tail=self.recipe == 'official')
+@patch
+def prepare(self:MotionEncoder, device='cpu', dtype='auto'):
+    "Move to `device` with weights in `dtype` (see `resolve_dtype`); eager attention for bf16 on CPU, SDPA otherwise."
+    dt = resolve_dtype(dtype, device, frozen=True)
+    self.to(device=device, dtype=dt)
+    cpu_bf16 = torch.device(device).type == 'cpu' and dt == torch.bfloat16
+    if hasattr(self.backbone, 'set_attention'): self.backbone.set_attention('eager' if cpu_bf16 else 'sdpa')
+    return self
+
+@patch
+def windows(self:MotionEncoder, T:int) -> list:
+    "The `(start, end)` of each clip this encoder reads from `T` frames."
+    return clip_windows(T, self.clip_len, self.stride, drop_tail=self.recipe == 'official')
 
 # %% ../nbs/02_motion.ipynb #b38d2f28
 @patch

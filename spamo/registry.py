@@ -37,6 +37,7 @@ def unknown(self:Registry, name) -> ValueError:
     extra = f'; or {self.hint}' if self.hint else ''
     return ValueError(f"unknown {self.kind} {name!r}; known: {', '.join(map(repr, self.names()))}{extra}")
 
+# %% ../nbs/00_registry.ipynb #47a8e0b9
 @patch
 def __getitem__(self:Registry, name:str):
     "The builder registered as `name`, importing it first when the entry is a 'module:function' string."

@@ -4,16 +4,21 @@
 
 # %% ../nbs/05c_release.ipynb #a29e3813
 from __future__ import annotations
-import argparse, json, pickle, sys, zipfile
+import argparse, json, pickle, re, sys, zipfile
 from pathlib import Path
-import torch
-from .data import NUMPY_GLOBALS, PLAIN_GLOBALS
-from .model import RunConfig, config_from_params, build_model
-from .features import released_settings
+import numpy as np, torch
+from fastcore.basics import patch
+from .data import NUMPY_GLOBALS, PLAIN_GLOBALS, load_dataset
+from .config import RunConfig, config_from_params
+from .model import build_model
+from .store import FeatureStore, store_lock, write_record
+
 
 # %% auto #0
-__all__ = ['INERT', 'ADAPTER_MODULES', 'OFFICIAL_FEATURES', 'Inert', 'SafeUnpickler', 'read_checkpoint', 'convert_state_dict',
-           'find_hparam', 'checkpoint_config', 'import_checkpoint', 'import_checkpoint_cli']
+__all__ = ['INERT', 'ADAPTER_MODULES', 'RELEASED', 'OFFICIAL_FEATURES', 'Inert', 'SafeUnpickler', 'read_checkpoint',
+           'convert_state_dict', 'find_hparam', 'read_released', 'released_key', 'pair_released', 'released_settings',
+           'released_ids', 'sample_id', 'import_released', 'settings_from', 'import_features_cli', 'checkpoint_config',
+           'import_checkpoint', 'import_checkpoint_cli']
 
 # %% ../nbs/05c_release.ipynb #a57cce92
 class Inert(dict):
@@ -71,6 +76,7 @@ def read_checkpoint(path) -> dict:
 # %% ../nbs/05c_release.ipynb #66a4df8f
 ADAPTER_MODULES = ('spatio_proj', 'spatiotemp_proj', 'temporal_encoder', 'fusion_proj')
 
+# %% ../nbs/05c_release.ipynb #35ea29a6
 def convert_state_dict(sd:dict) -> tuple[dict, dict]:
     "spamo's trainable state dict from the authors' Lightning `state_dict`, and a report of what was not taken."
     out, frozen, left = {}, [], []
@@ -100,9 +106,134 @@ def find_hparam(obj, key:str, default=None):
             if (v := find_hparam(x, key, None)) is not None: return v
     return default
 
+# %% ../nbs/05c_release.ipynb #42f6ef03
+def read_released(path) -> torch.Tensor:
+    "One released per-video feature file (.npy) as a float32 (L, d) tensor."
+    a = np.load(path, allow_pickle=False)
+    if a.ndim == 3 and a.shape[0] == 1: a = a[0]
+    if a.ndim != 2: raise ValueError(f'{path}: expected a (length, width) array, got shape {a.shape}')
+    return torch.from_numpy(a.astype(np.float32))
+
+RELEASED = dict(spatial=('_s2wrapping',), motion=('_overlap-8', '_overlap-8-pretrained'))  # suffixes, preferred first
+
+# %% ../nbs/05c_release.ipynb #9ae5bfbd
+def released_key(path, kind:str) -> tuple[str, int]:
+    "(video key, preference) of a released file: '<key>_s2wrapping.npy', '<key>_overlap-8[-pretrained].npy' or '<key>.npy'."
+    stem = Path(path).name[:-len('.npy')]
+    for rank, suf in sorted(enumerate(RELEASED[kind]), key=lambda r: -len(r[1])):
+        if stem.endswith(suf): return stem[:-len(suf)], rank
+    return stem, len(RELEASED[kind])
+
+# %% ../nbs/05c_release.ipynb #r2a1pe01
+def pair_released(spatial_dir, motion_dir) -> tuple[dict, list]:
+    "Pair released files by key: ({key: (spatial file, motion file)}, [{file, key, reason} of each file left out])."
+    found, pairs, unpaired = {}, {}, []
+    for kind, d in (('spatial', spatial_dir), ('motion', motion_dir)):
+        if not Path(d).is_dir(): raise FileNotFoundError(f'no folder of released {kind} features at {d}')
+        for f in sorted(Path(d).glob('*.npy')):
+            key, rank = released_key(f, kind)
+            found.setdefault(key, {}).setdefault(kind, []).append((rank, f))
+    for key, fs in sorted(found.items()):
+        for kind, other in (('spatial', 'motion'), ('motion', 'spatial')):
+            files = sorted(fs.get(kind, []))
+            if other not in fs: unpaired += [dict(file=str(f), key=key, reason=f'no {other} file for {key!r}') for _, f in files]
+            else: unpaired += [dict(file=str(f), key=key, reason=f'{files[0][1].name} is used for {key!r}') for _, f in files[1:]]
+        if len(fs) == 2: pairs[key] = (min(fs['spatial'])[1], min(fs['motion'])[1])
+    return pairs, unpaired
+
+# %% ../nbs/05c_release.ipynb #r2a1pe04
+def released_settings(spatial_dim:int=2048, motion_dim:int=1024, **kw) -> dict:
+    "Store settings of the authors' released features, the one record of them (widths as in the files; `kw` overrides)."
+    return dict(spatial='openai/clip-vit-large-patch14', spatial_weights='openai/clip-vit-large-patch14', scales=[1, 2],
+                spatial_dim=spatial_dim, motion='MCG-NJU/videomae-large', motion_weights='MCG-NJU/videomae-large', clip_len=16,
+                stride=8, pooling='first', motion_dim=motion_dim, dtype='float32', precision='float32', size=None, every=1,
+                recipe='official') | kw   # they extracted in fp32 and stored float32
+
+# %% ../nbs/05c_release.ipynb #b6ae020a
+def released_ids(samples:list) -> dict:
+    "Released key -> sample id: the id itself, and (name, start) for a sample's id, video name or video id (How2Sign)."
+    ids = {}
+    for s in samples:
+        ids[s.id] = s.id
+        start = s.start if s.start is not None else s.extra.get('start_realigned')
+        for n in (s.id, s.extra.get('video_name'), s.extra.get('video_id')) if start is not None else ():
+            if n: ids[(n, round(float(start), 3))] = s.id
+    return ids
+
+# %% ../nbs/05c_release.ipynb #f5143726
+def sample_id(key:str, ids:dict|None) -> str|None:
+    "The sample id of a released key (None: no sample matches); without `ids` the key itself."
+    if ids is None or key in ids: return key if ids is None else ids[key]
+    m = re.fullmatch(r'(.+)_(\d+(?:\.\d+)?)', key)
+    return ids.get((m[1], round(float(m[2]), 3))) if m else None
+
+# %% ../nbs/05c_release.ipynb #r2a1pe05
+def import_released(spatial_dir, motion_dir, path, # folders of the authors' .npy files, and the store to write
+                    settings:dict, # what the files are (`released_settings()`); recipe 'official' unless it says otherwise
+                    samples:list|None=None, # name records by these samples' ids (How2Sign: `<id>_<start>` keys)
+                   ) -> FeatureStore:
+    "Copy released per-video .npy features into a feature store; files that do not pair are listed in `unpaired.json`."
+    with store_lock(path): return _import_locked(spatial_dir, motion_dir, path, settings, samples)
+
+# %% ../nbs/05c_release.ipynb #712b9920
+def _import_locked(spatial_dir, motion_dir, path, settings, samples) -> FeatureStore:
+    pairs, unpaired = pair_released(spatial_dir, motion_dir)
+    store, ids = FeatureStore(path, {'recipe': 'official'} | settings, create=True), released_ids(samples) if samples is not None else None
+    for key, files in pairs.items():
+        if (id := sample_id(key, ids)) is None:
+            unpaired += [dict(file=str(f), key=key, reason=f'no sample matches {key!r}') for f in files]; continue
+        if store.is_done(id): continue
+        zs, zm = (read_released(f) for f in files)
+        for f, z, d in zip(files, (zs, zm), (store.spatial_dim, store.motion_dim)):
+            if z.shape[1] != d: raise ValueError(f'{f}: width {z.shape[1]}, but the settings say {d}')
+        write_record(store.file(id), id, zs, zm, store.settings)
+    (store.path/'unpaired.json').write_text(json.dumps(unpaired, indent=1))
+    store.scan(); store.write_index()
+    return store
+
+# %% ../nbs/05c_release.ipynb #a6382e95
+@patch(as_prop=True)
+def unpaired(self:FeatureStore) -> list:
+    "Released files the last `import_released` into this store could not pair: [{file, key, reason}]."
+    p = self.path/'unpaired.json'
+    return json.loads(p.read_text()) if p.exists() else []
+
+# %% ../nbs/05c_release.ipynb #0c09f0d9
+def settings_from(path) -> dict:
+    "Feature settings from a store folder, its index.json, or a features.json."
+    p = Path(path); p = p/'index.json' if p.is_dir() else p
+    d = json.loads(p.read_text())
+    return d['settings'] if 'settings' in d else d
+
+# %% ../nbs/05c_release.ipynb #7bf6fc38
+def import_features_cli(argv:list[str]|None=None) -> int:
+    "`spamo import-features`: the authors' released .npy features into a feature store; exit status 1 if files did not pair."
+    p = argparse.ArgumentParser(prog='spamo import-features', description="Import the SpaMo authors' released features into a feature store.")
+    p.add_argument('--spatial-dir', required=True, help='folder of <id>_s2wrapping.npy (or <id>.npy) files')
+    p.add_argument('--motion-dir', required=True, help='folder of <id>_overlap-8.npy / <id>_overlap-8-pretrained.npy (or <id>.npy)')
+    p.add_argument('--out', required=True, help='feature store folder')
+    p.add_argument('--settings-from', default=None, help="a store, index.json or features.json describing the files (default: the authors' encoders)")
+    p.add_argument('--dataset', default=None, help='name records by this dataset\'s sample ids (How2Sign files carry <id>_<start>)')
+    p.add_argument('--root', default=None); p.add_argument('--split', default='test')
+    a = p.parse_args(argv)
+    try:
+        samples = load_dataset(a.dataset, a.root, a.split) if a.dataset else None
+        if a.settings_from: st = settings_from(a.settings_from)
+        else:
+            pairs = pair_released(a.spatial_dir, a.motion_dir)[0]
+            if not pairs: raise ValueError(f'no spatial and motion files pair in {a.spatial_dir} and {a.motion_dir}')
+            st = released_settings(*(read_released(f).shape[1] for f in next(iter(pairs.values()))))
+        store = import_released(a.spatial_dir, a.motion_dir, a.out, st, samples)
+    except (OSError, ValueError, KeyError) as e:
+        print(f'spamo import-features: {e}', file=sys.stderr); return 2
+    print(json.dumps(dict(imported=len(store), unpaired=len(store.unpaired), recipe=store.recipe, out=str(store.path))))
+    if store.unpaired: print(f"spamo import-features: {len(store.unpaired)} file(s) not imported, listed in {store.path/'unpaired.json'}", file=sys.stderr)
+    return 1 if store.unpaired else 0
+
 # %% ../nbs/05c_release.ipynb #68411e55
 OFFICIAL_FEATURES = released_settings()   # what the released features and checkpoint were made with (one record, in 02a)
 
+# %% ../nbs/05c_release.ipynb #113b1c74
 def checkpoint_config(sd:dict, hp, out, llm:str|None=None, **params) -> RunConfig:
     "The run config of an imported checkpoint: shapes from the weights, LLM and LoRA from the hyper-parameters."
     lora_a = next((v for k, v in sd.items() if 'lora_A' in k), None)
@@ -123,7 +254,7 @@ def import_checkpoint(path, # the authors' Lightning checkpoint (spamo.ckpt)
                       **params) -> dict: # further RunConfig fields (data_root, dataset, ...)
     "Turn the authors' checkpoint into a spamo run directory; returns the import report."
     from safetensors.torch import save_file
-    from spamo.features import FeatureStore
+    from spamo.store import FeatureStore
     ck = read_checkpoint(path)
     if not isinstance(ck, dict) or 'state_dict' not in ck: raise ValueError(f'{path}: no state_dict in this checkpoint')
     ours, report = convert_state_dict(ck['state_dict'])

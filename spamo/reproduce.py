@@ -8,22 +8,23 @@ import argparse, hashlib, json, os, shlex, subprocess, sys, time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 import yaml
-from .model import config_fields
+from .config import config_fields
 from .presets import at_steps, check_setting, preset_diff, read_params
 from .metrics import PROTOCOLS
 from .results import ANALYSIS_METRICS, blind_value, fmt_number, write_results
 
 # %% auto #0
 __all__ = ['FEATURE_KEYS', 'LLM_KEYS', 'READS', 'BLIND', 'MINIATURE', 'SMOKE', 'Row', 'TableSpec', 'check_row', 'repo_dir',
-           'tables_dir', 'load_table', 'table_names', 'row_settings', 'Job', 'extract_jobs', 'mini_encoder', 'mini_llm',
-           'random_llm', 'Plan', 'eval_jobs', 'plan_row', 'resolve', 'finished', 'read_metrics', 'run_plan', 'job_done',
-           'reproduce', 'print_plans', 'run_row', 'select_rows', 'results_markdown', 'reproduce_cli']
+           'tables_dir', 'load_table', 'table_names', 'row_settings', 'Job', 'extract_jobs', 'mini_llm', 'random_llm',
+           'Plan', 'eval_jobs', 'plan_row', 'resolve', 'finished', 'read_metrics', 'run_plan', 'job_done', 'reproduce',
+           'print_plans', 'run_row', 'select_rows', 'results_markdown', 'reproduce_cli']
 
 # %% ../nbs/11_reproduce.ipynb #r11a0006
 FEATURE_KEYS = ('spatial', 'pretrained', 'scales', 'motion', 'stride', 'pooling', 'recipe')  # 02a_features parameters
 LLM_KEYS = ('from_config', 'd_model', 'pretrain_steps')  # an LLM the runner builds (full: from_config; miniature: tiny T5)
 READS = ('trained', 'untrained adapter')  # analysis tables: the model a row reads
 
+# %% ../nbs/11_reproduce.ipynb #d9e48bae
 @dataclass
 class Row:
     "One row of a paper table: what it changes, how it is scored, and the paper's numbers."
@@ -38,6 +39,7 @@ class Row:
     run: bool = True                               # False: the paper's number only (a method not reimplemented)
     notes: str = ''
 
+# %% ../nbs/11_reproduce.ipynb #da7ddd6a
 @dataclass
 class TableSpec:
     "A paper table: its rows, the base training config, the metrics reported."
@@ -63,6 +65,7 @@ def _known(d, cls_or_keys, where: str, path) -> dict:
     if bad: raise ValueError(f"{path}: unknown key(s) {bad} in {where}; known: {', '.join(known)}")
     return d
 
+# %% ../nbs/11_reproduce.ipynb #5ae093e2
 def check_row(r: dict, metrics: list, path) -> Row:
     "A validated `Row` of the spec at `path`."
     where = f"row {r.get('name', '?')!r}"
@@ -84,8 +87,10 @@ def repo_dir() -> Path:
     import spamo
     return Path(os.environ.get('SPAMO_REPO') or Path(spamo.__file__).resolve().parents[1])
 
+# %% ../nbs/11_reproduce.ipynb #722b4e05
 def tables_dir() -> Path: return repo_dir() / 'configs' / 'tables'
 
+# %% ../nbs/11_reproduce.ipynb #669d0c9f
 def load_table(name) -> TableSpec:
     "The spec of table `name` (`table3`, or a path to a YAML file), validated."
     path = Path(name) if str(name).endswith(('.yaml', '.yml')) else tables_dir() / f'{name}.yaml'
@@ -105,6 +110,7 @@ def load_table(name) -> TableSpec:
         blind = check_row(dict(name=BLIND, notes='not in the paper: the floor every row must beat') | b | dict(train=b.get('train', {}) | dict(blind=True)), [], path)
     return TableSpec(**d | dict(rows=rows, path=str(path), blind_baseline=blind))
 
+# %% ../nbs/11_reproduce.ipynb #8594176f
 def table_names() -> list[str]: return sorted(p.stem for p in tables_dir().glob('*.yaml'))
 
 # %% ../nbs/11_reproduce.ipynb #r11a0010
@@ -114,8 +120,10 @@ MINIATURE = dict(n_train=160, n_dev=20, n_test=40, size=64, seed=0,  # SynthSign
 SMOKE = MINIATURE | dict(n_train=24, n_dev=8, n_test=8, size=32, pretrain_steps=30, max_steps=4, evals=2,
                          train=dict(batch_size=4, adapter_hidden=64, max_new_tokens=16))
 
+# %% ../nbs/11_reproduce.ipynb #3e6b17d5
 def _key(*parts) -> str: return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
+# %% ../nbs/11_reproduce.ipynb #9d3cda1f
 def row_settings(spec: TableSpec, row: Row, sizes: dict | None = None, train: dict | None = None) -> dict:
     "What `row` runs: features, LLM and training parameters (full scale, or the miniature when `sizes` is given); `train`: `--train` overrides."
     extra = {k: check_setting(k, v, '--train') for k, v in (train or {}).items()}
@@ -168,29 +176,11 @@ def extract_jobs(feats: dict, dataset: str, root, store: Path, where: Path, proc
         out.append(Job('02a_features.ipynb', where / f'extract-{split}.ipynb', params, where, launch))
     return out
 
-# %% ../nbs/11_reproduce.ipynb #r11a0018
-def mini_encoder(name: str, out: Path) -> str:
-    "Save the tiny random encoder `mini:dinov2` or `mini:vjepa2` to a folder under `out`; returns the folder."
-    import torch, transformers
-    fam, path = name.split(':', 1)[1], out / name.replace(':', '-')
-    if (path / 'config.json').exists(): return str(path)
-    if fam == 'dinov2':
-        cfg = transformers.Dinov2Config(image_size=64, patch_size=16, hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128)
-        cls = transformers.Dinov2Model
-    elif fam == 'vjepa2':
-        if not hasattr(transformers, 'VJEPA2Model'): raise RuntimeError(f'transformers {transformers.__version__} has no VJEPA2Model (V-JEPA 2 needs transformers >= 4.53)')
-        cfg = transformers.VJEPA2Config(crop_size=64, frames_per_clip=16, patch_size=16, tubelet_size=2, hidden_size=128, num_hidden_layers=2,
-                                        num_attention_heads=4, pred_hidden_size=32, pred_num_hidden_layers=1, pred_num_attention_heads=2)
-        cls = transformers.VJEPA2Model
-    else: raise ValueError(f'unknown miniature encoder {name!r}; known: mini:dinov2, mini:vjepa2')
-    torch.manual_seed(0); cls(cfg).save_pretrained(path)
-    return str(path)
-
 # %% ../nbs/11_reproduce.ipynb #r11a0019
 def mini_llm(sentences: list, llm: dict, out: Path, seed: int = 0) -> str:
     "A tiny T5 of width `d_model` pretrained for `pretrain_steps` denoising steps (0: random weights), saved once."
     from spamo.demo import prepare_tiny_llm, train_tokenizer, tiny_t5
-    from spamo.llm import build_prompt
+    from spamo.prompt import build_prompt
     from spamo.data import LANGUAGES
     path = out / f"llm-{_key(llm, seed, len(sentences))}"
     if (path / 'config.json').exists(): return str(path)
@@ -201,6 +191,7 @@ def mini_llm(sentences: list, llm: dict, out: Path, seed: int = 0) -> str:
         tiny_t5(tok, d_model=d, seed=seed).save_pretrained(path); tok.save_pretrained(path)
     return str(path)
 
+# %% ../nbs/11_reproduce.ipynb #0d8a5012
 def random_llm(hub_name: str, out: Path, seed: int = 0) -> str:
     "The architecture of `hub_name` with random weights (Table 4's 'W/o LLM'), saved once with its tokenizer."
     import torch
@@ -221,12 +212,14 @@ class Plan:
     jobs: list
     prepare: dict
 
+# %% ../nbs/11_reproduce.ipynb #5805ef61
 def _train_job(params: dict, run: Path, procs: int) -> Job:
     launch = None
     if procs > 1:
         launch = ['accelerate', 'launch', '--multi_gpu', '--num_processes', str(procs), '-m', 'spamo.cli', 'train', '-f', str(run / 'train.yaml')]
     return Job('06_train.ipynb', run / 'train.ipynb', params, run, launch)
 
+# %% ../nbs/11_reproduce.ipynb #42be8e8a
 def eval_jobs(spec: TableSpec, row: Row, run: Path, num_beams: int) -> list[Job]:
     "Evaluation (test split, the row's protocol) and, for analysis tables, the visual-token job."
     jobs = [Job('07_evaluate.ipynb', run / 'evaluate.ipynb', dict(run_dir=str(run), split='test', checkpoint='best',
@@ -257,8 +250,6 @@ def plan_row(spec: TableSpec, row: Row, out: Path, sizes: dict | None = None, pr
     if s['features']:
         f = dict(recipe='spamo' if sizes is not None else 'official') | s['features']
         store = shared / f"features-{dataset}-{_key(f, str(root))}"
-        for k in ('spatial', 'motion'):
-            if str(f.get(k, '')).startswith('mini:'): prep[k] = (f[k], lambda n=f[k]: mini_encoder(n, shared))
         jobs += extract_jobs(f, dataset, root, store, store.parent / (store.name + '-jobs'), procs)
         t['features'] = str(store)
     key = _key(s, sizes, row.protocol)  # rows of any table that run the same thing share one run
@@ -267,6 +258,7 @@ def plan_row(spec: TableSpec, row: Row, out: Path, sizes: dict | None = None, pr
     jobs += [_train_job(t, run, procs), *eval_jobs(spec, row, run, t.get('num_beams', 5))]
     return Plan(row, run, jobs, prep)
 
+# %% ../nbs/11_reproduce.ipynb #55f1e4dc
 def _slug(name: str) -> str: return ''.join(c if c.isalnum() else '-' for c in name.lower()).strip('-')[:40]
 
 # %% ../nbs/11_reproduce.ipynb #r11a0023
@@ -282,8 +274,6 @@ def _sentences(root: Path) -> list[str]:
 def resolve(plan: Plan, built: dict) -> None:
     "Put the paths of the shared work (`built`: prepare name -> path) into the plan's job parameters."
     for j in plan.jobs:
-        for k in ('spatial', 'motion'):
-            if k in built and str(j.params.get(k, '')).startswith('mini:'): j.params[k] = built[k]
         if 'llm' in built and j.nb == '06_train.ipynb': j.params['llm'] = built['llm']
         if j.launch and j.nb == '06_train.ipynb': _write_params(j)
 
@@ -295,6 +285,7 @@ def finished(spec: TableSpec, run: Path) -> bool:
     "Whether the row in `run` has its metrics (a re-run skips it)."
     return (run / 'eval-test' / 'metrics.json').exists() and (not spec.analysis or (run / 'analysis-test' / 'analysis.json').exists())
 
+# %% ../nbs/11_reproduce.ipynb #fe058c9e
 def read_metrics(spec: TableSpec, row: Row, run: Path) -> dict:
     "The row's numbers: BLEU etc. from the evaluation, KDE entropy and agreement from the analysis."
     m = json.loads((run / 'eval-test' / 'metrics.json').read_text())
@@ -313,6 +304,7 @@ def read_metrics(spec: TableSpec, row: Row, run: Path) -> dict:
         out |= {k: v for k, v in got.items() if k in spec.metrics}
     return out
 
+# %% ../nbs/11_reproduce.ipynb #b050dcd7
 def _bleurt(run: Path) -> tuple:
     import csv
     from spamo.metrics import bleurt_score, BleurtUnavailable
@@ -350,6 +342,7 @@ def run_plan(spec: TableSpec, p: Plan, log) -> dict:
     record.write_text(json.dumps(took))
     return dict(status='done') | took
 
+# %% ../nbs/11_reproduce.ipynb #08ef581d
 def job_done(j: Job) -> bool:
     "Whether a job's output is there already (another table's row ran it): an extracted split, a finished training, scores."
     if j.nb == '02a_features.ipynb': return (Path(j.params['out']) / f"done-{j.params['split']}").exists()
@@ -374,6 +367,7 @@ def reproduce(table, out='results', miniature: bool = False, rows: list | None =
     results = [run_row(spec, p, built.get(p.row.name, {}), errors.get(p.row.name), out, miniature, say) for p in plans]
     return write_results(spec, results[:-1] if floor else results, Path(out), tag, say, results[-1] if floor else None)
 
+# %% ../nbs/11_reproduce.ipynb #73357ddf
 def print_plans(spec: TableSpec, plans: list, floor) -> None:
     "What `--dry-run` shows: per row its shared work, the resolved training settings that differ from its preset, its commands."
     for p in plans:
@@ -385,6 +379,7 @@ def print_plans(spec: TableSpec, plans: list, floor) -> None:
                 print(f"#   trains preset {j.params['preset']!r}" + (f" with {json.dumps(diff)}" if diff else ' as it is'))
             print(j.command())
 
+# %% ../nbs/11_reproduce.ipynb #9cc80f1b
 def run_row(spec: TableSpec, p: Plan, built: dict, error: str | None, out, miniature: bool, say) -> dict:
     "The CSV record of one planned row: run (unless finished, paper only, or its shared work failed) and read."
     res = dict(table=spec.table, row=p.row.name, miniature=miniature, run_dir=os.path.relpath(p.run, out), notes=p.row.notes)

@@ -28,8 +28,10 @@ def write_results(spec: 'TableSpec', results: list, out: Path, tag: str, say=pri
     for r in [*df[df.status == 'failed'].to_dict('records'), *([blind] if blind and blind['status'] == 'failed' else [])]: say(f"FAILED {r['row']}: {r['error']}")
     return df
 
+# %% ../nbs/10a_results.ipynb #aca0270f
 def fmt_number(v) -> str: return '' if v is None or v != v else f'{v:.2f}'   # v != v: NaN
 
+# %% ../nbs/10a_results.ipynb #86d05540
 def blind_value(df, m: str) -> float | None:
     "The blind baseline's `m` in a results table (the same on every row); None where it was not scored."
     s = df[f'{m}_blind'].dropna() if f'{m}_blind' in df else ()
@@ -52,4 +54,5 @@ def plot_results(df, spec: 'TableSpec', path: Path) -> Path:
     fig.tight_layout(rect=(0, 0, 1, 0.86)); fig.savefig(path, dpi=110); plt.close(fig)
     return path
 
+# %% ../nbs/10a_results.ipynb #a3310563
 def pd_float(s): return s.astype(float).fillna(0.0).to_numpy()

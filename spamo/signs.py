@@ -196,6 +196,7 @@ TEMPLATES = {'forecast': _forecast, 'temperature': _temperature, 'negation': _ne
 SPLITS = ('train', 'dev', 'test')
 FPS = 25  # frames per second, as PHOENIX14T
 
+# %% ../nbs/00a_signs.ipynb #b79cc2d5
 @dataclass
 class SynthVideo:
     "The generator's own description of one video: what is signed, by whom, and when each sign starts and ends."

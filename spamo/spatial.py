@@ -16,11 +16,11 @@ from .registry import Registry
 
 # %% auto #0
 __all__ = ['CLIP_MEAN', 'CLIP_STD', 'IMAGENET_MEAN', 'IMAGENET_STD', 'RECIPES', 'MODES', 'SPATIAL', 'IMAGE_MODELS',
-           'VISION_TOWERS', 'DTYPES', 'CPU_BF16_ENV', 'as_frames', 'resize_to', 'resize_crop', 'normalize',
+           'VISION_TOWERS', 'TINY_CLIP', 'DTYPES', 'CPU_BF16_ENV', 'as_frames', 'resize_to', 'resize_crop', 'normalize',
            'check_recipe', 'ImageProcessing', 'image_processing', 'resized_side', 'processor_crop', 'process_images',
            's2_split', 's2_merge', 'last_hidden', 'OpenClipCLS', 'HFCLS', 'seeded', 'wrong_kind', 'load_weights',
-           'open_clip_backbone', 'hf_backbone', 'spatial_family', 'spatial_backbone', 'cpu_has_bf16', 'resolve_dtype',
-           'default_batch', 'SpatialEncoder', 's2_images']
+           'open_clip_backbone', 'hf_backbone', 'spatial_family', 'spatial_backbone', 'tiny_spatial', 'mini_dinov2',
+           'cpu_has_bf16', 'resolve_dtype', 'default_batch', 'SpatialEncoder', 's2_images']
 
 # %% ../nbs/01_spatial.ipynb #3665ec61
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -50,6 +50,7 @@ def resize_to(x:torch.Tensor, # uint8 (B, 3, H, W), or float in [0, 1]
     y = F.interpolate(x.float() / 255 if u8 else x, size=tuple(hw), mode=mode, align_corners=False, antialias=True).clamp_(0, 1)
     return y.mul_(255).round_().to(torch.uint8) if u8 else y
 
+# %% ../nbs/01_spatial.ipynb #994197e8
 def resize_crop(x:torch.Tensor, # uint8 (B, 3, H, W), or float in [0, 1]
                 size:int, # output side
                ) -> torch.Tensor: # (B, 3, size, size), same dtype
@@ -73,11 +74,13 @@ def normalize(x:torch.Tensor, # uint8 images, or float in [0, 1]
 # %% ../nbs/01_spatial.ipynb #r1c1pe02
 RECIPES = ('official', 'spamo')  # 'official': the authors' released features; 'spamo': this package's first reading
 
+# %% ../nbs/01_spatial.ipynb #101f1646
 def check_recipe(recipe:str) -> str:
     "`recipe` when it is a known feature recipe, else a ValueError listing them."
     if recipe not in RECIPES: raise ValueError(f"unknown feature recipe {recipe!r}; known: {', '.join(map(repr, RECIPES))}")
     return recipe
 
+# %% ../nbs/01_spatial.ipynb #c0c2c3c9
 @dataclass(frozen=True)
 class ImageProcessing:
     "The steps of a transformers image processor: resize, center-crop, rescale, normalise."
@@ -95,8 +98,10 @@ class ImageProcessing:
 # %% ../nbs/01_spatial.ipynb #r1c1pe03
 MODES = {2: 'bilinear', 3: 'bicubic'}  # PIL resample codes that processors store
 
+# %% ../nbs/01_spatial.ipynb #ccbe0f5b
 def _get(d, k): return d.get(k) if isinstance(d, dict) else getattr(d, k, None)
 
+# %% ../nbs/01_spatial.ipynb #5e69afba
 @patch(cls_method=True)
 def from_processor(cls:ImageProcessing, p) -> ImageProcessing:
     "The steps of a transformers image processor object (`CLIPImageProcessor`, `VideoMAEImageProcessor`, ...)."
@@ -106,6 +111,7 @@ def from_processor(cls:ImageProcessing, p) -> ImageProcessing:
     return cls(size, (_get(p.crop_size, 'height'), _get(p.crop_size, 'width')), MODES[r], tuple(p.image_mean),
                tuple(p.image_std), p.rescale_factor, p.do_resize, p.do_center_crop, p.do_rescale, p.do_normalize)
 
+# %% ../nbs/01_spatial.ipynb #571b691b
 def image_processing(model, # a transformers hub id or a folder written by `save_pretrained`
                      default:ImageProcessing|None=None, # used when `model` is a folder without a processor config
                     ) -> ImageProcessing|None:
@@ -123,6 +129,7 @@ def resized_side(hw:tuple, short:int) -> tuple:
     h, w = hw
     return (int(short * h / w), short) if w <= h else (short, int(short * w / h))
 
+# %% ../nbs/01_spatial.ipynb #23bf7e77
 def processor_crop(x:torch.Tensor, # uint8 (B, 3, H, W) frames
                    p:ImageProcessing) -> torch.Tensor: # uint8 (B, 3, *p.crop)
     "The resize and center-crop steps of an image processor, on uint8 frames."
@@ -133,6 +140,7 @@ def processor_crop(x:torch.Tensor, # uint8 (B, 3, H, W) frames
     t, l = int((H - ch) / 2), int((W - cw) / 2)
     return x[..., t:t + ch, l:l + cw]
 
+# %% ../nbs/01_spatial.ipynb #f07b65aa
 def process_images(x:torch.Tensor, # uint8 (B, 3, H, W) frames
                    p:ImageProcessing) -> torch.Tensor: # float32 (B, 3, *p.crop)
     "Frames through an image processor's steps, in torch on their device."
@@ -152,6 +160,7 @@ def s2_split(x:torch.Tensor, # (B, 3, s*size, s*size)
     x = x.reshape(B, C, scale, size, scale, size)
     return x.permute(0, 2, 4, 1, 3, 5).reshape(B * scale * scale, C, size, size)
 
+# %% ../nbs/01_spatial.ipynb #82d34eb8
 def s2_merge(feats:list, # per scale, (B*s*s, d) features in `s2_split` order
              scales:tuple, # the scales, same order as `feats`
             ) -> torch.Tensor: # (B, len(scales)*d)
@@ -170,6 +179,7 @@ def last_hidden(model:nn.Module, x:torch.Tensor) -> torch.Tensor:
     finally: hook.remove()
     return got[-1]
 
+# %% ../nbs/01_spatial.ipynb #0623f2f8
 class OpenClipCLS(nn.Module):
     "An open_clip vision tower returning the CLS token (before `proj`), after `ln_post` or (`pre_norm`) before it."
     pre_norm = False
@@ -208,18 +218,19 @@ def seeded(build, seed:int):
         return build()
 
 SPATIAL = Registry('spatial encoder', hint="an open_clip name (e.g. 'ViT-L-14'), a transformers id, folder or config")
-SPATIAL.register('tiny', 'spamo.demo:tiny_spatial')   # the demo's tiny ViT, imported on first use
 
 # %% ../nbs/01_spatial.ipynb #h1ub0002
 IMAGE_MODELS = ('clip_vision_model', 'dinov2', 'dinov2_with_registers')  # image encoders, loaded as they are (AutoModel)
 VISION_TOWERS = {'clip': 'CLIPVisionModel'}   # whole image-text models (the hub's openai/clip-*): their vision tower
 
+# %% ../nbs/01_spatial.ipynb #8802a9e5
 def wrong_kind(model, config, expected:str) -> ValueError:
     "The error for a model of another kind: `model` (a hub id or folder), what its config says it holds, what was `expected`."
     where = repr(model) if isinstance(model, str) else 'this config'
     arch = ', '.join(getattr(config, 'architectures', None) or [type(config).__name__])
     return ValueError(f"{where} holds a {arch} (model_type {getattr(config, 'model_type', None)!r}); expected {expected}")
 
+# %% ../nbs/01_spatial.ipynb #1b6ebe95
 def load_weights(cls, model:str, # a transformers hub id or folder
                  what:str, # what it is loaded as, for the message
                 ) -> nn.Module:
@@ -236,6 +247,7 @@ def open_clip_backbone(model:str, pretrained:str|None, seed:int) -> OpenClipCLS:
     import open_clip
     return seeded(lambda: OpenClipCLS(open_clip.create_model(model, pretrained=pretrained or None).visual), seed)
 
+# %% ../nbs/01_spatial.ipynb #a29b29c1
 @SPATIAL.register('transformers')
 def hf_backbone(model, pretrained=None, seed:int=0) -> HFCLS:
     "A transformers image model by hub id, folder or config (random weights, seeded); of a whole CLIPModel, its vision tower."
@@ -259,6 +271,7 @@ def spatial_family(model) -> str:
     if '/' in model or Path(model).expanduser().is_dir(): return 'transformers'
     raise SPATIAL.unknown(model)
 
+# %% ../nbs/01_spatial.ipynb #42c037f9
 def spatial_backbone(model='ViT-L-14', # a `SPATIAL` name, an open_clip name, or a transformers id / folder / config
                      pretrained:str|None='openai', # open_clip weights tag; None = random weights
                      seed:int=0, # seed for random weights
@@ -266,11 +279,31 @@ def spatial_backbone(model='ViT-L-14', # a `SPATIAL` name, an open_clip name, or
     "Build the frozen per-frame encoder named `model`."
     return SPATIAL[spatial_family(model)](model, pretrained, seed).eval().requires_grad_(False)
 
+# %% ../nbs/01_spatial.ipynb #6f683256
+TINY_CLIP = dict(embed_dim=64, vision_cfg=dict(image_size=64, layers=2, width=128, head_width=32, patch_size=16),
+                 text_cfg=dict(context_length=8, vocab_size=64, width=32, heads=2, layers=1))
+
+# %% ../nbs/01_spatial.ipynb #08e9ce1c
+@SPATIAL.register('tiny')
+def tiny_spatial(model='tiny', pretrained=None, seed:int=0) -> OpenClipCLS:
+    "The `SPATIAL['tiny']` backbone: a small open_clip ViT (`TINY_CLIP`) with seeded random weights."
+    import open_clip
+    return seeded(lambda: OpenClipCLS(open_clip.CLIP(**TINY_CLIP).visual), seed)
+
+# %% ../nbs/01_spatial.ipynb #e3cf56a8
+@SPATIAL.register('mini-dinov2')
+def mini_dinov2(model='mini-dinov2', pretrained=None, seed:int=0) -> HFCLS:
+    "The `SPATIAL['mini-dinov2']` backbone: a small DINOv2 (patch 16, width 64, 2 layers) with seeded random weights."
+    from transformers import Dinov2Config
+    return hf_backbone(Dinov2Config(image_size=64, patch_size=16, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+                                    intermediate_size=128), seed=seed)
+
 # %% ../nbs/01_spatial.ipynb #4af5d865
 DTYPES = {'fp32': torch.float32, 'float32': torch.float32, 'bf16': torch.bfloat16, 'bfloat16': torch.bfloat16,
           'fp16': torch.float16, 'float16': torch.float16}
 CPU_BF16_ENV = 'SPAMO_CPU_BF16'   # '1' or '0': decide as on a CPU with (without) native bf16
 
+# %% ../nbs/01_spatial.ipynb #dd85d3a0
 def cpu_has_bf16() -> bool:
     "Whether this CPU has native bf16 matmuls (AVX512-BF16 or AMX), or what `$SPAMO_CPU_BF16` says it has."
     if (v := os.environ.get(CPU_BF16_ENV, '').strip()):
@@ -280,6 +313,7 @@ def cpu_has_bf16() -> bool:
     except OSError: return False
     return any(f in flags for f in ('avx512_bf16', 'amx_bf16'))
 
+# %% ../nbs/01_spatial.ipynb #2b339282
 def resolve_dtype(dtype:str|torch.dtype='auto', # 'auto', 'fp32', 'bf16' or 'fp16'
                   device='cpu', # where it runs
                   frozen:bool=False, # True for frozen encoders (extraction): the only work that may run in bf16 on a CPU
@@ -320,26 +354,29 @@ class SpatialEncoder(nn.Module):
         self.width, self.dim = backbone.width, backbone.width * len(self.scales)
         self.tokens = (self.image_size // backbone.patch) ** 2 + 1      # tokens per image, for the default batch
 
-    @classmethod
-    def from_name(cls, model='ViT-L-14', pretrained:str|None='openai', scales=(1, 2), seed:int=0, image_size=None, recipe:str='spamo'):
-        "Build from a `SPATIAL` name, an open_clip name (+ weights tag), or a transformers id / folder / config."
-        fam = spatial_family(model)
-        if fam not in ('open_clip', 'transformers'): pretrained = None   # registered names: random weights, seeded
-        name = model if isinstance(model, str) else type(model).__name__
-        hub = fam == 'transformers' and isinstance(model, str)
-        weights = model if hub else (pretrained or f'random(seed={seed})')
-        proc = image_processing(model) if check_recipe(recipe) == 'official' and hub else None
-        return cls(spatial_backbone(model, pretrained, seed), scales, name, weights, image_size, recipe, proc)
+# %% ../nbs/01_spatial.ipynb #94ae49eb
+@patch(cls_method=True)
+def from_name(cls:SpatialEncoder, model='ViT-L-14', pretrained:str|None='openai', scales=(1, 2), seed:int=0, image_size=None, recipe:str='spamo'):
+    "Build from a `SPATIAL` name, an open_clip name (+ weights tag), or a transformers id / folder / config."
+    fam = spatial_family(model)
+    if fam not in ('open_clip', 'transformers'): pretrained = None   # registered names: random weights, seeded
+    name = model if isinstance(model, str) else type(model).__name__
+    hub = fam == 'transformers' and isinstance(model, str)
+    weights = model if hub else (pretrained or f'random(seed={seed})')
+    proc = image_processing(model) if check_recipe(recipe) == 'official' and hub else None
+    return cls(spatial_backbone(model, pretrained, seed), scales, name, weights, image_size, recipe, proc)
 
-    @property
-    def device(self): return next(self.backbone.parameters()).device
-    @property
-    def dtype(self): return next(self.backbone.parameters()).dtype
+@patch(as_prop=True)
+def device(self:SpatialEncoder): return next(self.backbone.parameters()).device
 
-    def prepare(self, device='cpu', dtype='auto'):
-        "Move to `device` with weights in `dtype` (see `resolve_dtype`); channels-last for the patch convolution."
-        self.to(device=device, dtype=resolve_dtype(dtype, device, frozen=True))
-        return self.to(memory_format=torch.channels_last) if self.dtype != torch.float32 else self
+@patch(as_prop=True)
+def dtype(self:SpatialEncoder): return next(self.backbone.parameters()).dtype
+
+@patch
+def prepare(self:SpatialEncoder, device='cpu', dtype='auto'):
+    "Move to `device` with weights in `dtype` (see `resolve_dtype`); channels-last for the patch convolution."
+    self.to(device=device, dtype=resolve_dtype(dtype, device, frozen=True))
+    return self.to(memory_format=torch.channels_last) if self.dtype != torch.float32 else self
 
 # %% ../nbs/01_spatial.ipynb #98466ba5
 def s2_images(enc:SpatialEncoder, x:torch.Tensor, # uint8 (B, 3, H, W) frames
@@ -351,6 +388,7 @@ def s2_images(enc:SpatialEncoder, x:torch.Tensor, # uint8 (B, 3, H, W) frames
     y = process_images(x, enc.processing)     # 'official': the processed crop, upsampled (bicubic, float32) for s > 1
     return [s2_split(y if s == 1 else F.interpolate(y, size=(size * s, size * s), mode='bicubic'), s).to(enc.dtype) for s in enc.scales]
 
+# %% ../nbs/01_spatial.ipynb #17539a77
 @patch
 @torch.inference_mode()
 def encode(self:SpatialEncoder, frames, # uint8 (T, H, W, 3) array or tensor
@@ -370,6 +408,7 @@ def encode(self:SpatialEncoder, frames, # uint8 (T, H, W, 3) array or tensor
         out.append(s2_merge(list(feats.split(n)), self.scales).cpu())
     return torch.cat(out) if out else torch.zeros(0, self.dim)
 
+# %% ../nbs/01_spatial.ipynb #a490032b
 @patch
 @torch.inference_mode()
 def encode_reference(self:SpatialEncoder, frames) -> torch.Tensor:

@@ -23,6 +23,7 @@ def _box(x, y, cx, cy, hw, hh, r=0.0):
     dx, dy = np.abs(x - cx) - hw + r, np.abs(y - cy) - hh + r
     return np.hypot(np.maximum(dx, 0), np.maximum(dy, 0)) + np.minimum(np.maximum(dx, dy), 0) - r
 
+# %% ../nbs/00b_synth.ipynb #68baef53
 def _seg(x, y, a, b, r):
     "Signed distance to the segment a-b thickened by r (a capsule); a, b may be arrays broadcasting with x, y."
     (ax, ay), (bx, by) = a, b
@@ -30,6 +31,7 @@ def _seg(x, y, a, b, r):
     h = np.clip((px * ux + py * uy) / (ux * ux + uy * uy + 1e-12), 0, 1)
     return np.hypot(px - ux * h, py - uy * h) - r
 
+# %% ../nbs/00b_synth.ipynb #373ee21e
 def _disk(x, y, cx, cy, r): return np.hypot(x - cx, y - cy) - r
 
 # %% ../nbs/00b_synth.ipynb #a2bc3899
@@ -72,6 +74,7 @@ class Look:
     hands: np.ndarray  # one RGB row per colour of `COLOURS`
     shift: tuple; scale: float; face_r: float; noise: float
 
+# %% ../nbs/00b_synth.ipynb #6ceecf7b
 def draw_look(rng, signer:int) -> Look:
     "Random per-video appearance of `signer`."
     c = rng.uniform(50, 210, 3); bg = c.mean() + 0.45 * (c - c.mean())  # muted backgrounds

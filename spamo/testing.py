@@ -13,8 +13,9 @@ from .adapter import collate_features
 from .presets import resolve_config
 from .spatial import cpu_has_bf16
 from .train import train
-from .demo import (TINY_CLIP, tiny_videomae_config, tiny_spatial, tiny_motion, train_tokenizer, tiny_t5, tiny_causal,
-                        mask_words, pretrain_denoiser, pretrain_causal, prepare_synthsign, prepare_tiny_llm)
+from .spatial import TINY_CLIP, tiny_spatial
+from .motion import tiny_videomae_config, tiny_motion
+from .demo import (train_tokenizer, tiny_t5, tiny_causal, mask_words, pretrain_denoiser, pretrain_causal, prepare_synthsign, prepare_tiny_llm)
 
 # %% auto #0
 __all__ = ['TOY_SENTENCES', 'toy_batch', 'toy_manifest', 'write_avi', 'write_video', 'shared_data', 'smoke_data', 'tiny_llm',
@@ -59,6 +60,7 @@ def toy_manifest(root, # folder to write `videos/<id>/NNNN.png` and `manifest.cs
 # %% ../nbs/97_testing.ipynb #1a8ff031
 def _chunk(fcc: bytes, data: bytes) -> bytes: return fcc + struct.pack('<I', len(data)) + data + b'\0' * (len(data) % 2)
 
+# %% ../nbs/97_testing.ipynb #f73aae78
 def write_avi(path, frames, fps:float=25.0, quality:int=90) -> Path:
     "Write uint8 (T,H,W,3) frames as a Motion-JPEG AVI file, using PIL only."
     frames = np.asarray(frames, dtype=np.uint8)
@@ -79,6 +81,7 @@ def write_avi(path, frames, fps:float=25.0, quality:int=90) -> Path:
     Path(path).write_bytes(b'RIFF' + struct.pack('<I', len(body)) + body)
     return Path(path)
 
+# %% ../nbs/97_testing.ipynb #ec033f47
 def write_video(path, frames, codec:str='libx264', pix_fmt:str='yuv420p', fps:int=25) -> Path:
     "Encode uint8 (T,H,W,3) frames with PyAV in any codec and pixel format FFmpeg has (mp4, avi, webm...)."
     import av
@@ -115,6 +118,7 @@ def _code_hash() -> str:
     h.update(f'{torch.backends.cpu.get_cpu_capability()} {cpu_has_bf16()}'.encode())   # a store made in bf16 differs
     return h.hexdigest()[:12]
 
+# %% ../nbs/97_testing.ipynb #5b3d2104
 def smoke_run(out=None, # folder for its data, features, tiny LLM and run (`out/run`); None = a shared cache folder
               n_train: int = 24, n_dev: int = 8, n_test: int = 8, size: int = 32, # SynthSign videos per split, frame size
               pretrain_steps: int = 30, max_steps: int = 6, seed: int = 0, progress: bool = False) -> Path:
@@ -132,6 +136,7 @@ def smoke_run(out=None, # folder for its data, features, tiny LLM and run (`out/
         train(cfg, progress=progress)
     return run
 
+# %% ../nbs/97_testing.ipynb #29f2156f
 def _lock(f):
     try: import fcntl
     except ImportError: return  # no advisory locks (Windows): concurrent builders just build twice

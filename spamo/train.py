@@ -10,9 +10,10 @@ import numpy as np, torch
 from tqdm.auto import tqdm
 from .data import load_dataset
 from .spatial import resolve_dtype
-from .features import FeatureStore, recipe_of
-from .model import (RunConfig, TrainConfig, FeatureData, build_model, config_from_params, has_checkpoint, load_checkpoint,
-                         prompt_examples, save_checkpoint, set_rng_state, translate_data)
+from .store import FeatureStore, recipe_of
+from .config import RunConfig, TrainConfig, config_from_params
+from .model import FeatureData, build_model, prompt_examples, translate_data
+from .checkpoint import has_checkpoint, load_checkpoint, save_checkpoint, set_rng_state
 from .llm import check_vocabulary
 from .presets import read_params, resolve_params, preset_diff
 from .metrics import corpus_bleu, settings_for
@@ -128,6 +129,7 @@ def _micro_batch(data: FeatureData, examples, t: TrainConfig, k: int, rank: int,
         b['examples'] = [examples(data.samples[i], train=True) for i in idx]
     return b
 
+# %% ../nbs/06_train.ipynb #680ec3b2
 def train_step(acc, ddp, data:FeatureData, examples, t:TrainConfig, step:int, params, opt, sched) -> dict:
     "One optimizer update of `grad_accum` micro-batches; returns its stage and mean losses."
     stage, sums = ('warmup' if step < t.vt_warmup_steps else 'joint'), {}
@@ -143,6 +145,7 @@ def train_step(acc, ddp, data:FeatureData, examples, t:TrainConfig, step:int, pa
     opt.step(); sched.step(); opt.zero_grad(set_to_none=True)
     return dict(stage=stage, **sums)
 
+# %% ../nbs/06_train.ipynb #221d9c72
 def _nonfinite(b: dict, loss, step: int) -> str:
     "Why step `step` stopped: the samples of the batch whose features are not finite, else the batch's ids."
     bad = [i for j, i in enumerate(b['ids']) if not all(torch.isfinite(b[k][j]).all() for k in ('spatial', 'motion'))]
@@ -151,6 +154,29 @@ def _nonfinite(b: dict, loss, step: int) -> str:
     return (f'step {step + 1}: {why}; stopped before the update, so no checkpoint holds these weights '
             '(re-extract or drop those feature records, or lower lr and resume)')
 
+# %% ../nbs/06_train.ipynb #26c5bd16
+def _checkpoint_dirs(run: Path, resume: bool) -> tuple[Path, Path]:
+    "The run's `last` and `best` checkpoint folders; a run already there is continued only with `resume`."
+    last = run / 'checkpoints' / 'last'
+    if has_checkpoint(last) and not resume:
+        raise FileExistsError(f"{run} already holds a run: pass resume=True to continue it, or choose another run_dir")
+    return last, run / 'checkpoints' / 'best'
+
+def _resume(last, model, opt, sched, resume:bool) -> tuple[int, float, int]:
+    "Step, best dev score and its step from checkpoint `last` (or `last.old`), its RNG states restored; a fresh start without one."
+    if not (resume and has_checkpoint(last)): return 0, -1.0, 0
+    st = load_checkpoint(last, model, opt, sched); set_rng_state(st['rng'])
+    return st['step'], st['best'], st.get('best_step', 0)
+
+def _begin(cfg: RunConfig, store, train_data, model, step: int) -> RunLog:
+    "The main process opens the run: warns of truncated targets, writes config.json and features.json, opens the log."
+    run = Path(cfg.train.run_dir)
+    if (n := model.long_targets(texts := [s.text for s in train_data.samples])):
+        warnings.warn(f'{n} of {len(texts)} training target sentences have more than max_target_len={model.max_target_len} tokens and are truncated to it')
+    run.mkdir(parents=True, exist_ok=True); cfg.save(run / 'config.json')
+    (run / 'features.json').write_text(json.dumps(store.settings, indent=2))
+    return RunLog(run / 'log.csv', keep_until=step if cfg.train.resume else None)
+
 # %% ../nbs/06_train.ipynb #79f02fd2
 def train(cfg: RunConfig, # the run: data, model and training settings
           stop_after: int | None = None, # stop after this many steps (as a crash would; resume continues)
@@ -158,43 +184,28 @@ def train(cfg: RunConfig, # the run: data, model and training settings
          ) -> dict:
     "Train SpaMo (VT-Align warm-up, then joint SA + LoRA training); returns the run's summary."
     t, run = cfg.train, Path(cfg.train.run_dir)
-    last, best_dir = run / 'checkpoints' / 'last', run / 'checkpoints' / 'best'
-    if has_checkpoint(last) and not t.resume:
-        raise FileExistsError(f"{run} already holds a run: pass resume=True to continue it, or choose another run_dir")
+    last, best_dir = _checkpoint_dirs(run, t.resume)
     acc = make_accelerator(t.precision)
     store, train_data, dev_data, examples, model, params, opt, sched = _setup(cfg, acc)
-    step, best, best_step = 0, -1.0, 0
-    if t.resume and has_checkpoint(last):   # `last`, or `last.old` when a kill fell inside its save
-        st = load_checkpoint(last, model, opt, sched)
-        step, best, best_step = st['step'], st['best'], st.get('best_step', 0); set_rng_state(st['rng'])
-    main = acc.is_main_process
-    if main and (n := model.long_targets(texts := [s.text for s in train_data.samples])):
-        warnings.warn(f'{n} of {len(texts)} training target sentences have more than max_target_len={model.max_target_len} tokens and are truncated to it')
-    if main:
-        run.mkdir(parents=True, exist_ok=True); cfg.save(run / 'config.json')
-        (run / 'features.json').write_text(json.dumps(store.settings, indent=2))
-        log = RunLog(run / 'log.csv', keep_until=step if t.resume else None)
-    ddp = acc.prepare(model)
-    done, sums = step, dict(loss=float('nan'))
+    step, best, best_step = _resume(last, model, opt, sched, t.resume)
+    log = _begin(cfg, store, train_data, model, step) if (main := acc.is_main_process) else None
+    ddp, done, sums = acc.prepare(model), step, dict(loss=float('nan'))
     bar = tqdm(range(step, t.max_steps), initial=step, total=t.max_steps, desc='train', disable=not (progress and main))
     for step in bar:
-        t0 = time.time()
-        sums = train_step(acc, ddp, train_data, examples, t, step, params, opt, sched)
+        t0, sums = time.time(), train_step(acc, ddp, train_data, examples, t, step, params, opt, sched)
         stage = sums.pop('stage')
         done, row = step + 1, dict(step=step + 1, stage=stage, lr=opt.param_groups[0]['lr'], **sums)
         if done % t.eval_every == 0 or done == t.max_steps:
             row['dev_bleu4'] = score = dev_score(acc, ddp, dev_data, examples, t)
-            if score > best:
-                best, best_step = score, done
-                if main: save_checkpoint(best_dir, model, opt, sched, done, best, cfg, best_step)
+            if score > best: best, best_step = score, done
+            if main and best_step == done: save_checkpoint(best_dir, model, opt, sched, done, best, cfg, best_step)
         row['seconds'] = round(time.time() - t0, 3)
         if main: log.add(**row); bar.set_postfix(loss=f"{sums['loss']:.3f}", stage=stage)
         if main and (done % t.save_every == 0 or done == t.max_steps): save_checkpoint(last, model, opt, sched, done, best, cfg, best_step)
         acc.wait_for_everyone()
         if stop_after is not None and done >= stop_after: break
     summary = dict(run_dir=str(run), steps=done, best_dev_bleu4=best, best_step=best_step, last_loss=sums['loss'])
-    if main:
-        (run / 'summary.json').write_text(json.dumps(summary, indent=2)); log.plot()
+    if main: (run / 'summary.json').write_text(json.dumps(summary, indent=2)); log.plot()
     return summary
 
 # %% ../nbs/06_train.ipynb #bbf101cf

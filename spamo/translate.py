@@ -12,11 +12,13 @@ import torch
 from .data import IMAGE_EXTS, LANGUAGES, VideoError, frame_files, load_dataset, read_video, load_decord
 from .spatial import SpatialEncoder, as_frames, resize_crop, processor_crop, check_recipe
 from .motion import MotionEncoder
-from .features import FeatureStore, store_settings, recipe_of, setting
+from .store import FeatureStore, store_settings, recipe_of, setting
 from .adapter import collate_features
 from fastcore.basics import patch
 from types import SimpleNamespace
-from .model import RunConfig, build_model, load_run, prompt_examples, read_weights
+from .config import RunConfig
+from .model import build_model, prompt_examples
+from .checkpoint import load_run, read_weights
 
 # %% auto #0
 __all__ = ['ENCODER_KEYS', 'DATASET_LANGUAGE', 'VIDEO_ERRORS', 'encoders_from_settings', 'probe', 'decode_size', 'motion_frames',
@@ -27,11 +29,13 @@ __all__ = ['ENCODER_KEYS', 'DATASET_LANGUAGE', 'VIDEO_ERRORS', 'encoders_from_se
 ENCODER_KEYS = ('spatial', 'spatial_weights', 'scales', 'spatial_dim', 'motion', 'motion_weights', 'clip_len',
                 'stride', 'pooling', 'motion_dim', 'recipe')  # the settings that define the encoders (not storage or decoding)
 
+# %% ../nbs/07a_translate.ipynb #4fa556b0
 def _seed(weights) -> int|None:
     "N for random weights recorded as 'random(seed=N)', else None."
     m = re.fullmatch(r'random\(seed=(\d+)\)', str(weights))
     return int(m[1]) if m else None
 
+# %% ../nbs/07a_translate.ipynb #227e6697
 def encoders_from_settings(settings:dict, # a feature store's settings (a run's features.json)
                            recipe:str|None=None, # the recipe asked for; another than the stored one raises ValueError
                           ) -> tuple[SpatialEncoder, MotionEncoder]:
@@ -71,6 +75,7 @@ def probe(path, # video file, frame folder or glob of images
     except (OSError, SyntaxError, ValueError) as e: raise VideoError(f'{p}: cannot read frame {files[0]} ({e})') from e
     return len(files), fps, (h, w)
 
+# %% ../nbs/07a_translate.ipynb #283d066e
 def decode_size(hw:tuple, # (H, W) of the source frames
                 side:int|None, # wanted shorter side; None keeps the source size
                ) -> tuple|None: # (H, W) to decode at, or None for the source size
@@ -86,6 +91,7 @@ def motion_frames(motion:MotionEncoder, x:torch.Tensor) -> torch.Tensor:
     p = motion.processing if motion.recipe == 'official' else None
     return resize_crop(x, motion.image_size) if p is None or not p.resize else processor_crop(x, p)
 
+# %% ../nbs/07a_translate.ipynb #ad497ffc
 def video_features(path, # video file, frame folder or glob of images
                    spatial:SpatialEncoder, motion:MotionEncoder, # the run's encoders
                    size=None, # decode at this (H, W) (an int: a square); None: shorter side `side`
@@ -117,6 +123,7 @@ def video_features(path, # video file, frame folder or glob of images
 # %% ../nbs/07a_translate.ipynb #f050e34d
 DATASET_LANGUAGE = {'phoenix14t': 'de', 'how2sign': 'en', 'csl_daily': 'zh'}
 
+# %% ../nbs/07a_translate.ipynb #7f56e462
 def run_examples(cfg:RunConfig):
     "The run's prompt examples (`spamo.model.prompt_examples` over its training split); None when it uses none."
     if not cfg.model.num_examples: return None
@@ -126,12 +133,14 @@ def run_examples(cfg:RunConfig):
                          f"cannot be read ({e}); give the run its data_root in config.json") from e
     return prompt_examples(cfg, train)
 
+# %% ../nbs/07a_translate.ipynb #b4889f91
 def run_language(cfg:RunConfig) -> str:
     "The output language of a run: its dataset's, or the first training sample's for a manifest."
     if cfg.data.dataset in DATASET_LANGUAGE: return DATASET_LANGUAGE[cfg.data.dataset]
     try: return load_dataset(cfg.data.dataset, cfg.data.data_root, cfg.data.train_split)[0].language
     except Exception as e: raise ValueError(f'cannot tell the language of this run from its data ({e}); pass language=') from e
 
+# %% ../nbs/07a_translate.ipynb #e832d179
 @dataclass
 class Translation:
     "The translation of one video, with its frame count and the seconds each stage took."
@@ -183,6 +192,7 @@ def _settings(run:Path, ck:Path, cfg:RunConfig) -> dict:
     except FileNotFoundError as e: raise FileNotFoundError(f'no features.json in {run} and no feature store at {cfg.data.features!r}: '
                                                            'cannot tell which encoders made the training features') from e
 
+# %% ../nbs/07a_translate.ipynb #dede87ee
 @patch(cls_method=True)
 def from_run(cls:Translator, path, # a run directory written by `train`, or a checkpoint folder
              checkpoint:str='best', # 'best', 'last', or a checkpoint folder
@@ -204,10 +214,12 @@ def from_run(cls:Translator, path, # a run directory written by `train`, or a ch
 # %% ../nbs/07a_translate.ipynb #e5d96ae1
 VIDEO_ERRORS = (VideoError, OSError, ValueError, RuntimeError)  # a bad video fails alone
 
+# %% ../nbs/07a_translate.ipynb #9a22eb77
 def _error(path, e:Exception) -> str:
     msg = str(e).strip() or type(e).__name__
     return msg if str(path) in msg else f'{path}: {msg}'
 
+# %% ../nbs/07a_translate.ipynb #6ec00a37
 @patch
 @torch.no_grad()
 def __call__(self:Translator, paths, # video paths (a single path is fine)
@@ -237,6 +249,7 @@ def _print(r:Translation, as_json:bool=False):
     if r.error: print(f'spamo translate: {r.error}', file=sys.stderr)
     elif not as_json: print(f'{r.video}\n  {r.text}\n  {r.frames} frames at {r.fps:g} fps | {r.timings()}', flush=True)
 
+# %% ../nbs/07a_translate.ipynb #3ad7300c
 def translate_cli(argv:list[str]|None=None) -> int:
     "`spamo translate RUN VIDEO [VIDEO ...]`: sentences of raw videos; exit status 1 when a video failed, 2 when the run did."
     p = argparse.ArgumentParser(prog='spamo translate', description='Translate raw sign videos with a trained SpaMo run.')
@@ -266,6 +279,7 @@ def _strip(preview:np.ndarray, height:int=96) -> bytes:
     im = Image.fromarray(np.concatenate(list(preview), 1)); im = im.resize((max(1, im.width * height // im.height), height))
     b = io.BytesIO(); im.save(b, 'PNG'); return b.getvalue()
 
+# %% ../nbs/07a_translate.ipynb #a694481b
 def translate_widget(translator:Translator, # the run to translate with
                      files=(), # videos offered in the list
                     ):

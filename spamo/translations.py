@@ -8,7 +8,7 @@ import argparse, io, json, pickle, sys
 from pathlib import Path
 import numpy as np
 from .data import LANGUAGES, NUMPY_GLOBALS, PlainUnpickler, load_dataset
-from .llm import load_translations
+from .prompt import load_translations
 
 # %% auto #0
 __all__ = ['NLLB_CODES', 'load_npy_pickle', 'read_info_ml', 'write_translations', 'machine_translate', 'translations_cli']
@@ -40,6 +40,7 @@ def read_info_ml(path, # the authors' `<split>_info_ml.npy`
         out[str(s['fileid'])] = {'text': s.get('text', '')} | {l: s[f'{l}_text'] for l in ('en', 'es', 'fr') if s.get(f'{l}_text')}
     return out
 
+# %% ../nbs/05d_translations.ipynb #9e33bca0
 def write_translations(rows:dict, path) -> Path:
     "Write `{id: {lang: text}}` as a JSONL side file (one object per id)."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
@@ -51,6 +52,7 @@ def write_translations(rows:dict, path) -> Path:
 NLLB_CODES = dict(de='deu_Latn', en='eng_Latn', es='spa_Latn', fr='fra_Latn', it='ita_Latn', pt='por_Latn', nl='nld_Latn',
                   zh='zho_Hans', ja='jpn_Jpan', ko='kor_Hang', ru='rus_Cyrl', ar='arb_Arab', tr='tur_Latn', pl='pol_Latn')
 
+# %% ../nbs/05d_translations.ipynb #66f02da2
 def _load_mt(name:str, device):
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
     try: return AutoTokenizer.from_pretrained(name), AutoModelForSeq2SeqLM.from_pretrained(name).to(device).eval()
@@ -58,6 +60,7 @@ def _load_mt(name:str, device):
         raise OSError(f'could not load the translation model {name!r}: a hub name needs the Hugging Face hub (network or cache); '
                       f'else pass a local folder written by save_pretrained ({type(e).__name__}: {e})') from e
 
+# %% ../nbs/05d_translations.ipynb #acca6ba8
 def _done(path:Path) -> set:
     "(id, language) pairs already in a JSONL side file (an empty translation counts: it is not redone)."
     if not path.exists(): return set()

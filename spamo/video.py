@@ -19,14 +19,18 @@ class VideoError(Exception):
 # %% ../nbs/00_video.ipynb #f10b20a5
 IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.webp')
 
+# %% ../nbs/00_video.ipynb #e3149d67
 def natural_key(path) -> list:
     "Sort key that compares the digit runs in a name by value: images2 before images10."
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r'(\d+)', str(path))]
 
+# %% ../nbs/00_video.ipynb #af3ec0a8
 def _where(path, sample_id=None) -> str: return f"sample '{sample_id}' ({path})" if sample_id is not None else str(path)
 
+# %% ../nbs/00_video.ipynb #c4eb5901
 def _is_glob(p: str) -> bool: return any(c in p for c in '*?[')
 
+# %% ../nbs/00_video.ipynb #c0fdcbab
 def frame_files(path, sample_id=None) -> list[Path]:
     "Image files of a frame folder or glob, sorted numerically."
     p, base = str(path), Path(path)
@@ -88,6 +92,7 @@ def _av_graph(stream, hw):
     g.configure()
     return g
 
+# %% ../nbs/00_video.ipynb #3626da06
 def _av_reader(path, hw):
     "A function reading chunks of increasing frame indices of `path` with PyAV, by decoding forward."
     import av
@@ -118,6 +123,7 @@ def _ways(vr, path, hw):
         yield lambda ids: np.concatenate([_rgb(vr[i].asnumpy()[None], hw) for i in ids])
     yield _av_reader(path, hw)
 
+# %% ../nbs/00_video.ipynb #15717158
 def _batches(vr, path, idx, hw, chunk):
     "uint8 batches of frames `idx`, each read the first of `_ways` that works; a way that failed is not tried again."
     ways = _ways(vr, path, hw)

@@ -44,7 +44,7 @@ def test_kde_entropy_tighter_is_lower():
 def _small_run(out: Path) -> Path:
     "A SpaMo run trained on a small SynthSign set (tiny encoders, a tiny T5), the way `spamo demo` trains, but smaller."
     from spamo.demo import prepare_synthsign, prepare_tiny_llm
-    from spamo.model import config_from_params
+    from spamo.config import config_from_params
     from spamo.train import train
     from spamo.data import load_dataset
     root, feats = prepare_synthsign(out / 'data', n_train=SMALL['n_train'], n_dev=16, n_test=SMALL['n_test'], size=32, seed=0, progress=False)

@@ -8,8 +8,10 @@ from spamo.motion import MOTION, MotionEncoder
 from spamo.adapter import CONNECTORS, SignAdapter
 from spamo.llm import LLM_FAMILIES
 from spamo.data import load_dataset, read_sample
-from spamo.features import FeatureStore, extract
-from spamo.model import config_from_params, load_run
+from spamo.store import FeatureStore
+from spamo.features import extract
+from spamo.config import config_from_params
+from spamo.checkpoint import load_run
 from spamo.train import train
 from spamo.testing import tiny_llm, toy_manifest
 
@@ -48,7 +50,7 @@ def test_unknown_names_list_the_known_ones():
 def test_new_encoder_and_connector_extract_and_train(registered, tmp_path):
     "Register one spatial encoder and one connector; extract a store with them and train one step on it."
     samples = load_dataset('manifest', toy_manifest(tmp_path / 'toy', lengths=(9, 17, 20, 30)), 'train')
-    rep = extract(samples, tmp_path / 'features', 'pooled-colour', 'tiny', progress=False)
+    rep = extract(samples, tmp_path / 'features', 'pooled-colour', 'tiny', progress=False, recipe='spamo')
     store = FeatureStore(tmp_path / 'features')
     assert len(rep['extracted']) == 4 and (store.settings['spatial'], store.spatial_dim) == ('pooled-colour', 48)
     ran = store.settings['precision']                                                   # bf16 where the CPU has it, else fp32

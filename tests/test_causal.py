@@ -7,7 +7,9 @@ import pytest, torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 from spamo.llm import Causal
-from spamo.model import ModelConfig, SpaMo, build_model, config_from_params, load_run
+from spamo.config import ModelConfig, config_from_params
+from spamo.model import SpaMo, build_model
+from spamo.checkpoint import load_run
 from spamo.adapter import SignAdapter
 from spamo.llm import prepare_llm
 from spamo.testing import (TOY_SENTENCES as SENTS, train_tokenizer, tiny_causal, pretrain_causal, toy_batch, smoke_run,

@@ -33,3 +33,22 @@ def test_every_command_has_help():
 def test_usage_and_input_errors_exit_2(argv):
     with contextlib.redirect_stderr(io.StringIO()) as err: assert main(argv) == 2
     assert err.getvalue().strip(), argv                                    # and say why
+
+
+def test_extraction_defaults_agree_everywhere():
+    "`spamo extract`, the Python `extract` and the extraction job's parameters take one record of defaults (`EXTRACTION`)."
+    import inspect, json
+    from pathlib import Path
+    from spamo.features import EXTRACTION, default_spatial, extract, extract_parser
+    a = vars(extract_parser().parse_args(['--dataset', 'manifest', '--root', 'r', '--out', 'o']))
+    for k, v in EXTRACTION.items(): assert a[k] == v, (k, a[k], v)
+    assert a['spatial'] is None and default_spatial(a['recipe']) == 'openai/clip-vit-large-patch14'   # the recipe's encoder
+    sig = inspect.signature(extract).parameters
+    for k in ('dtype', 'on_error', 'store_dtype', 'every', 'motion'): assert sig[k].default == EXTRACTION[k], k
+    assert sig['spatial'].default is None and sig['recipe'].default is None            # None: EXTRACTION's recipe and its encoder
+    assert EXTRACTION['recipe'] == 'official' and EXTRACTION['on_error'] == 'skip'
+    nb = json.loads((Path(__file__).resolve().parents[1] / 'nbs' / '02a_features.ipynb').read_text())
+    src = next(''.join(c['source']) for c in nb['cells'] if 'parameters' in c['metadata'].get('tags', []))
+    g = {}; exec(src, g)
+    for k in set(EXTRACTION) - {'motion'}: assert g[k] == EXTRACTION[k], k      # the job's encoders are smoke's ('tiny')
+    assert (g['spatial'], g['motion']) == ('tiny', 'tiny')

@@ -4,7 +4,8 @@ from pathlib import Path
 import numpy as np, pytest, torch
 from spamo.spatial import SpatialEncoder, s2_split, s2_merge
 from spamo.motion import MotionEncoder, clip_windows, clip_indices
-from spamo.features import FeatureStore, extract, read_header
+from spamo.store import FeatureStore, read_header
+from spamo.features import extract
 from spamo.testing import toy_manifest
 from spamo.data import load_dataset, load_how2sign, read_sample
 
@@ -88,10 +89,10 @@ def test_kill_and_resume(tmp_path):
     assert len(files) == 2                                                # killed where it waited
     assert all(read_header(f) is not None for f in files)                 # no corrupt or partial record
     done = len(files)
-    r = extract(samples, out, 'tiny', 'tiny', progress=False)          # the run again
+    r = extract(samples, out, 'tiny', 'tiny', progress=False, recipe='spamo')          # the run again
     assert (len(r['extracted']), len(r['skipped']), r['failed']) == (n - done, done, [])
     assert not list(recs.glob('.*.tmp'))
-    ref = extract(samples, tmp_path/'whole', 'tiny', 'tiny', progress=False)
+    ref = extract(samples, tmp_path/'whole', 'tiny', 'tiny', progress=False, recipe='spamo')
     assert len(ref['extracted']) == n
     a, b = FeatureStore(out), FeatureStore(tmp_path/'whole')
     assert sorted(a.ids) == sorted(b.ids) == sorted(s.id for s in samples)
@@ -101,7 +102,7 @@ def test_kill_and_resume(tmp_path):
 
 def test_settings_mismatch_names_keys(tmp_path):
     samples = load_dataset('manifest', toy_manifest(tmp_path/'toy', lengths=[3]), 'train')
-    extract(samples, tmp_path/'f', 'tiny', 'tiny', progress=False)
+    extract(samples, tmp_path/'f', 'tiny', 'tiny', progress=False, recipe='spamo')
     with pytest.raises(ValueError, match='scales.*stride|stride'):
         extract(samples, tmp_path/'f', SpatialEncoder.from_name('tiny', scales=(1,)), MotionEncoder.from_name('tiny', stride=4), progress=False)
 
@@ -123,7 +124,7 @@ def test_how2sign_clips(shared_data, tmp_path):
     if not os.environ.get('SPAMO_SLOW'):
         samples = [s for sp in ('test', 'dev') for s in sorted((s for s in samples if s.split == sp), key=lambda s: os.path.getsize(s.video))[:6]]
     t0 = time.time()
-    r = extract(samples, tmp_path/'h2s', 'tiny', 'tiny', on_error='raise', size=(90, 160), every=2, progress=False)
+    r = extract(samples, tmp_path/'h2s', 'tiny', 'tiny', on_error='raise', size=(90, 160), every=2, progress=False, recipe='spamo')
     assert len(r['extracted']) == len(samples) and not r['failed']
     st = FeatureStore(tmp_path/'h2s')
     for s in samples[:3]:
@@ -134,22 +135,22 @@ def test_how2sign_clips(shared_data, tmp_path):
 def test_unreadable_index_and_record_name_the_file_and_the_fix(tmp_path):
     "Garbage in index.json or a record: the error names the file and what to do; doing it restores the store."
     samples = load_dataset('manifest', toy_manifest(tmp_path/'toy', lengths=[3, 5]), 'train')
-    extract(samples, tmp_path/'f', 'tiny', 'tiny', progress=False)
+    extract(samples, tmp_path/'f', 'tiny', 'tiny', progress=False, recipe='spamo')
     ref = {i: FeatureStore(tmp_path/'f')[i] for i in FeatureStore(tmp_path/'f').ids}
     store, bad = FeatureStore(tmp_path/'f'), samples[1].id
     store.file(bad).write_bytes(b'\x00\xffnot a safetensors file' * 10)
     with pytest.raises(ValueError, match=rf"{store.file(bad).name}.*{bad}.*unreadable.*spamo extract"): store[bad]
     assert store[samples[0].id]['spatial'].shape == ref[samples[0].id]['spatial'].shape   # the others still read
-    r = extract(samples, tmp_path/'f', 'tiny', 'tiny', progress=False)                    # the fix the message gives
+    r = extract(samples, tmp_path/'f', 'tiny', 'tiny', progress=False, recipe='spamo')                    # the fix the message gives
     assert (r['extracted'], r['skipped']) == ([bad], [samples[0].id])
     assert torch.equal(FeatureStore(tmp_path/'f')[bad]['spatial'], ref[bad]['spatial'])
     for garbage in (b'\x89PNG\r\n\x1a\n\x00\x00', b'{"format": "spamo-fe', b'[1, 2]'):
         (tmp_path/'f'/'index.json').write_bytes(garbage)
         with pytest.raises(ValueError, match=r"index\.json is not a readable feature-store index.*delete it and rerun the `spamo extract`"):
             FeatureStore(tmp_path/'f')
-        with pytest.raises(ValueError, match='index.json'): extract(samples, tmp_path/'f', 'tiny', 'tiny', progress=False)
+        with pytest.raises(ValueError, match='index.json'): extract(samples, tmp_path/'f', 'tiny', 'tiny', progress=False, recipe='spamo')
     (tmp_path/'f'/'index.json').unlink()                                                  # the fix
-    r = extract(samples, tmp_path/'f', 'tiny', 'tiny', progress=False)
+    r = extract(samples, tmp_path/'f', 'tiny', 'tiny', progress=False, recipe='spamo')
     assert r['extracted'] == [] and sorted(r['skipped']) == sorted(ref)                  # the records were kept
     assert sorted(FeatureStore(tmp_path/'f').ids) == sorted(ref)
 

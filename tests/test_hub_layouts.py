@@ -7,7 +7,8 @@ import numpy as np, pytest, torch
 from spamo.spatial import IMAGE_MODELS, ImageProcessing, SpatialEncoder, as_frames, normalize, process_images, resize_crop, s2_images
 from spamo.motion import MotionEncoder, clip_indices
 from spamo.llm import load_llm, llm_width
-from spamo.model import ModelConfig, build_model
+from spamo.config import ModelConfig
+from spamo.model import build_model
 from spamo.demo import train_tokenizer, tiny_t5, tiny_causal
 from spamo.testing import TOY_SENTENCES
 

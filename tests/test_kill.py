@@ -4,7 +4,8 @@ import csv, json, os, random, signal, subprocess, sys, time
 from pathlib import Path
 import pytest, torch
 from safetensors.torch import load_file
-from spamo.model import checkpoint_dir, config_from_params, has_checkpoint
+from spamo.checkpoint import checkpoint_dir, has_checkpoint
+from spamo.config import config_from_params
 from spamo.testing import smoke_run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -18,7 +19,8 @@ STEPS = 8
 SCRIPT = r'''
 import json, os, pathlib, signal, sys, time, torch
 import spamo.train
-from spamo.model import config_from_params, save_checkpoint
+from spamo.config import config_from_params
+from spamo.checkpoint import save_checkpoint
 env, now = lambda k: int(os.environ.get(k, 0)), {}
 def pause():
     pathlib.Path(os.environ['PAUSED']).write_text(str(now.get('step')))

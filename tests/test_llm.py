@@ -3,7 +3,8 @@ import copy, os, random
 import pytest, torch
 from spamo.data import Sample
 from spamo.adapter import SignAdapter
-from spamo.llm import prepare_llm, load_llm, build_prompt, PromptExamples, load_translations, join_tokens
+from spamo.llm import prepare_llm, load_llm, join_tokens
+from spamo.prompt import build_prompt, PromptExamples, load_translations
 from spamo.model import SpaMo
 from spamo.testing import train_tokenizer, tiny_t5, pretrain_denoiser, toy_batch
 

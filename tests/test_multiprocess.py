@@ -4,8 +4,8 @@ import csv, hashlib, json, os, shutil, subprocess, sys
 from pathlib import Path
 import pytest, torch
 from safetensors.torch import load_file
-from spamo.features import FeatureStore
-from spamo.model import load_run
+from spamo.store import FeatureStore
+from spamo.checkpoint import load_run
 from spamo.evaluate import evaluate_run
 from spamo.testing import smoke_run, toy_manifest
 
@@ -20,7 +20,7 @@ TRAIN = r'''
 import hashlib, json, sys
 import torch.distributed as dist
 import spamo.train
-from spamo.model import config_from_params
+from spamo.config import config_from_params
 models, build = [], spamo.train.build_model
 spamo.train.build_model = lambda *a, **kw: models.append(build(*a, **kw)) or models[-1]
 summary = spamo.train.train(config_from_params(**json.loads(sys.argv[1])), progress=False)

@@ -4,8 +4,8 @@ from pathlib import Path
 import pytest, torch
 import spamo.model
 from spamo.data import Sample, load_dataset
-from spamo.llm import PromptExamples, build_prompt, load_translations
-from spamo.model import config_from_params
+from spamo.prompt import PromptExamples, build_prompt, load_translations
+from spamo.config import config_from_params
 from spamo.train import train
 from spamo.evaluate import evaluate_run
 from spamo.translate import Translator
@@ -90,7 +90,7 @@ def test_targets_the_tokenizer_cannot_spell_are_refused(tmp_path):
     man.write_text('\n'.join([lines[0]] + [l.replace(f'toy sentence {i},de', f'{zh[i]},zh') for i, l in enumerate(lines[1:])]) + '\n', encoding='utf-8')
     samples = load_dataset('manifest', man, 'train')
     assert [s.text for s in samples] == zh and samples[0].language == 'zh'
-    extract(samples, tmp_path / 'features', 'tiny', 'tiny', progress=False)
+    extract(samples, tmp_path / 'features', 'tiny', 'tiny', progress=False, recipe='spamo')
     def run(llm, name):
         return config_from_params(dataset='manifest', data_root=str(man), features=str(tmp_path / 'features'), dev_split='train',
                                   llm=str(llm), llm_dtype='fp32', precision='fp32', adapter_hidden=16, num_examples=0, run_dir=str(tmp_path / name),

@@ -7,8 +7,9 @@ import torch.nn.functional as F
 from PIL import Image
 from spamo.spatial import SpatialEncoder
 from spamo.motion import MotionEncoder
-from spamo.features import (FeatureStore, extract, extract_cli, import_features_cli, import_released, released_settings,
-                            settings_hash, store_settings, write_record)
+from spamo.store import FeatureStore, settings_hash, store_settings, write_record
+from spamo.features import extract, extract_cli
+from spamo.release import import_features_cli, import_released, released_settings
 from spamo.translate import encoders_from_settings
 from spamo.data import Sample, load_dataset, load_how2sign, read_sample
 from spamo.testing import toy_manifest

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch.nn.utils.rnn import pad_sequence
 from peft import LoraConfig, get_peft_model
 from spamo.release import import_checkpoint, import_checkpoint_cli, read_checkpoint, Inert
-from spamo.model import load_run
+from spamo.checkpoint import load_run
 from spamo.adapter import collate_features
 from spamo.testing import TOY_SENTENCES, train_tokenizer, tiny_t5
 

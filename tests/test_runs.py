@@ -2,7 +2,8 @@
 import json, os, shutil, subprocess, sys
 from pathlib import Path
 import pytest, torch
-from spamo.model import RunConfig, load_run
+from spamo.config import RunConfig
+from spamo.checkpoint import load_run
 from spamo.translate import Translator
 from spamo.data import load_dataset
 from spamo.testing import smoke_run
@@ -53,7 +54,7 @@ def test_damaged_run_files_name_themselves(moved, tmp_path):
 
 
 def test_a_damaged_training_state_names_itself_on_resume(moved, tmp_path):
-    from spamo.model import load_checkpoint
+    from spamo.checkpoint import load_checkpoint
     shutil.copytree(moved.parent, tmp_path / 'smoke'); run = tmp_path / 'smoke' / 'run'
     (run / 'checkpoints' / 'last' / 'state.pt').write_bytes(os.urandom(300))
     model, _ = load_run(run, 'last')

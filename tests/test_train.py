@@ -3,11 +3,13 @@ import csv, json, os, subprocess, sys
 from pathlib import Path
 import pytest, torch, yaml
 from safetensors.torch import load_file
-from spamo.model import config_from_params, load_run, FeatureData
+from spamo.config import config_from_params
+from spamo.checkpoint import load_run
+from spamo.model import FeatureData
 from spamo.train import train, train_cli
 from spamo.testing import smoke_run
 from spamo.data import load_dataset
-from spamo.features import FeatureStore
+from spamo.store import FeatureStore
 
 REPO = Path(__file__).resolve().parents[1]
 NB = REPO / 'nbs' / '06_train.ipynb'
@@ -98,8 +100,8 @@ def test_help_notebook_lists_every_parameter():
 def test_nan_features_stop_the_run_naming_the_sample(smoke, tmp_path):
     "A record replaced by NaNs stops training at the first step that reads it, naming the sample, before any checkpoint."
     import shutil
-    from spamo.features import write_record
-    from spamo.model import has_checkpoint
+    from spamo.store import write_record
+    from spamo.checkpoint import has_checkpoint
     from spamo.train import batch_indices
     feats = tmp_path / 'features'; shutil.copytree(smoke['features'], feats)
     store, samples = FeatureStore(feats), load_dataset('phoenix14t', smoke['data_root'], 'train')
@@ -137,7 +139,7 @@ def _readme_line(start: str) -> str:
 def test_readme_training_commands_train_the_papers_schedule(tmp_path):
     "The README's papermill and `spamo train` lines, typed in a copy of the repository elsewhere: the job they prepare is the paper's run."
     import shutil, subprocess
-    from spamo.model import config_fields
+    from spamo.config import config_fields
     from spamo.presets import resolve_config
     (tmp_path / 'nbs').mkdir(); shutil.copy(NB, tmp_path / 'nbs'); shutil.copytree(REPO / 'configs', tmp_path / 'configs')
     line = _readme_line('mkdir -p runs/phoenix14t && papermill nbs/06_train.ipynb')

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np, pytest, torch
 from spamo.data import load_dataset, read_video
 from spamo.testing import write_avi
-from spamo.features import FeatureStore
+from spamo.store import FeatureStore
 from spamo.cli import main
 from spamo.translate import Translator, translate_cli, probe, decode_size
 from spamo.testing import smoke_run
