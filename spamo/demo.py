@@ -13,7 +13,7 @@ from .data import LANGUAGES, load_dataset
 from .features import extract
 from .llm import Causal, pad_right
 from .prompt import build_prompt
-from .config import RunConfig, config_from_params
+from .config import RunConfig
 from .checkpoint import has_checkpoint
 from .presets import at_steps, resolve_config
 from .train import train
@@ -195,7 +195,7 @@ DEMO_LLMS = dict(t5=('seq2seq', 'T5', ''), causal=('causal', 'Llama', '-causal')
 def demo_config(max_steps:int, # SA + LoRA optimizer updates
                 **paths) -> RunConfig: # run_dir, data_root, features, llm, blind, seed, resume
     "The config of a demo run (preset `demo`) of `max_steps` steps: 10% VT-Align warm-up, five dev evaluations."
-    return config_from_params(**at_steps('demo', max_steps, 5, **paths))
+    return resolve_config(**at_steps('demo', max_steps, 5, **paths))
 
 # %% ../nbs/09_demo.ipynb #a0546f30
 def _table(results: dict) -> str:

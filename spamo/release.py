@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np, torch
 from fastcore.basics import patch
 from .data import NUMPY_GLOBALS, PLAIN_GLOBALS, load_dataset
-from .config import RunConfig, config_from_params
+from .config import RunConfig
+from .presets import resolve_config
 from .model import build_model
 from .store import FeatureStore, store_lock, write_record
 
@@ -239,7 +240,7 @@ def checkpoint_config(sd:dict, hp, out, llm:str|None=None, **params) -> RunConfi
     lora_a = next((v for k, v in sd.items() if 'lora_A' in k), None)
     hidden = next(sd[f'{m}.weight'].shape[0] for m in ('spatio_proj', 'spatiotemp_proj') if f'{m}.weight' in sd)
     mode = 'both' if 'spatio_proj.weight' in sd and 'spatiotemp_proj.weight' in sd else ('spatial' if 'spatio_proj.weight' in sd else 'motion')
-    return config_from_params(**dict(
+    return resolve_config(where='the checkpoint', **dict(
         run_dir=str(out), llm=llm or find_hparam(hp, 'model_name', 'google/flan-t5-xl'), adapter='official', adapter_hidden=hidden, mode=mode,
         spatial_dim=sd['spatio_proj.weight'].shape[1] if 'spatio_proj.weight' in sd else 0,
         motion_dim=sd['spatiotemp_proj.weight'].shape[1] if 'spatiotemp_proj.weight' in sd else 0,

@@ -11,11 +11,11 @@ from tqdm.auto import tqdm
 from .data import load_dataset
 from .spatial import resolve_dtype
 from .store import FeatureStore, recipe_of
-from .config import RunConfig, TrainConfig, config_from_params
+from .config import RunConfig, TrainConfig
 from .model import FeatureData, build_model, prompt_examples, translate_data
 from .checkpoint import has_checkpoint, load_checkpoint, save_checkpoint, set_rng_state
 from .llm import check_vocabulary
-from .presets import read_params, resolve_params, preset_diff
+from .presets import read_params, resolve_params, resolve_config, preset_diff
 from .metrics import corpus_bleu, settings_for
 
 # %% auto #0
@@ -226,5 +226,5 @@ def train_cli(argv: list[str] | None = None) -> int:
     if a.dry_run: print(json.dumps(dict(preset=params.get('preset', 'paper'), **preset_diff(flat)), indent=1)); return 0
     if flat['llm'] == 'tiny':
         print("spamo train: llm 'tiny' is built by the notebook and `spamo demo`; pass a hub name or a local folder", file=sys.stderr); return 2
-    print(json.dumps(train(config_from_params(**flat), stop_after=a.stop_after), indent=2))
+    print(json.dumps(train(resolve_config(**flat), stop_after=a.stop_after), indent=2))
     return 0

@@ -44,13 +44,13 @@ def test_kde_entropy_tighter_is_lower():
 def _small_run(out: Path) -> Path:
     "A SpaMo run trained on a small SynthSign set (tiny encoders, a tiny T5), the way `spamo demo` trains, but smaller."
     from spamo.demo import prepare_synthsign, prepare_tiny_llm
-    from spamo.config import config_from_params
+    from spamo.presets import resolve_config
     from spamo.train import train
     from spamo.data import load_dataset
     root, feats = prepare_synthsign(out / 'data', n_train=SMALL['n_train'], n_dev=16, n_test=SMALL['n_test'], size=32, seed=0, progress=False)
     llm = prepare_tiny_llm([s.text for s in load_dataset('phoenix14t', root, 'train')], out / 'llm', steps=SMALL['pretrain_steps'], seed=0)
     steps = SMALL['max_steps']
-    cfg = config_from_params(run_dir=str(out / 'spamo'), data_root=str(root), features=str(feats), llm=str(llm),
+    cfg = resolve_config(run_dir=str(out / 'spamo'), data_root=str(root), features=str(feats), llm=str(llm),
                              llm_dtype='fp32', precision='fp32', adapter_hidden=128, batch_size=16, lr=1e-3, min_lr=1e-4,
                              lr_warmup_steps=10, vt_warmup_steps=steps // 10, max_steps=steps, eval_every=steps,
                              save_every=steps, num_beams=1, max_new_tokens=24, seed=0, num_examples=0)

@@ -10,7 +10,7 @@ from spamo.llm import LLM_FAMILIES
 from spamo.data import load_dataset, read_sample
 from spamo.store import FeatureStore
 from spamo.features import extract
-from spamo.config import config_from_params
+from spamo.presets import resolve_config
 from spamo.checkpoint import load_run
 from spamo.train import train
 from spamo.testing import tiny_llm, toy_manifest
@@ -56,7 +56,7 @@ def test_new_encoder_and_connector_extract_and_train(registered, tmp_path):
     ran = store.settings['precision']                                                   # bf16 where the CPU has it, else fp32
     direct = SpatialEncoder.from_name('pooled-colour').prepare('cpu', ran).encode(read_sample(samples[1])[0])
     assert torch.allclose(store[samples[1].id]['spatial'], direct, atol=2e-3)          # same dtype; float16 storage
-    cfg = config_from_params(dataset='manifest', data_root=str(tmp_path / 'toy' / 'manifest.csv'), features=str(store.path),
+    cfg = resolve_config(dataset='manifest', data_root=str(tmp_path / 'toy' / 'manifest.csv'), features=str(store.path),
                              dev_split='train', llm=str(tiny_llm([s.text for s in samples], tmp_path / 'llm', steps=1)), llm_dtype='fp32', precision='fp32',
                              connector='gated', adapter_hidden=16, num_examples=0, run_dir=str(tmp_path / 'run'),
                              vt_warmup_steps=0, max_steps=1, batch_size=2, lr_warmup_steps=1, eval_every=1, save_every=1,

@@ -7,7 +7,8 @@ import pytest, torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 from spamo.llm import Causal
-from spamo.config import ModelConfig, config_from_params
+from spamo.config import ModelConfig
+from spamo.presets import resolve_config
 from spamo.model import SpaMo, build_model
 from spamo.checkpoint import load_run
 from spamo.adapter import SignAdapter
@@ -116,7 +117,7 @@ def causal_runs(tmp_path_factory):
     root, feats = out / 'data' / 'synthsign', out / 'data' / 'features'
     llm = prepare_tiny_llm([s.text for s in load_dataset('phoenix14t', root, 'train')], tmp / 'llm', steps=20, d_model=32, family='causal')
     def cfg(run, **kw):
-        return config_from_params(run_dir=str(tmp / run), data_root=str(root), features=str(feats), llm=str(llm), llm_family='causal',
+        return resolve_config(run_dir=str(tmp / run), data_root=str(root), features=str(feats), llm=str(llm), llm_family='causal',
                                   llm_dtype='fp32', precision='fp32', adapter_hidden=32, vt_warmup_steps=1, max_steps=4, batch_size=4,
                                   lr=1e-3, lr_warmup_steps=1, num_examples=0, eval_every=2, save_every=2, num_beams=2, max_new_tokens=8, **kw)
     a = train(cfg('a'), progress=False)

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest, torch
 from safetensors.torch import load_file
 from spamo.checkpoint import checkpoint_dir, has_checkpoint
-from spamo.config import config_from_params
+from spamo.presets import resolve_config
 from spamo.testing import smoke_run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -19,7 +19,7 @@ STEPS = 8
 SCRIPT = r'''
 import json, os, pathlib, signal, sys, time, torch
 import spamo.train
-from spamo.config import config_from_params
+from spamo.presets import resolve_config
 from spamo.checkpoint import save_checkpoint
 env, now = lambda k: int(os.environ.get(k, 0)), {}
 def pause():
@@ -38,7 +38,7 @@ def paused_add(self, **row):
     add(self, **row)
     if row.get('step') == env('PAUSE_AFTER_ROW'): now['step'] = row['step']; pause()
 spamo.train.save_checkpoint, pathlib.Path.rename, torch.save, spamo.train.RunLog.add = save, kill_rename, paused_save, paused_add
-spamo.train.train(config_from_params(**json.loads(sys.argv[1])), progress=False)
+spamo.train.train(resolve_config(**json.loads(sys.argv[1])), progress=False)
 '''
 
 

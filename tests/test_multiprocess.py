@@ -20,10 +20,10 @@ TRAIN = r'''
 import hashlib, json, sys
 import torch.distributed as dist
 import spamo.train
-from spamo.config import config_from_params
+from spamo.presets import resolve_config
 models, build = [], spamo.train.build_model
 spamo.train.build_model = lambda *a, **kw: models.append(build(*a, **kw)) or models[-1]
-summary = spamo.train.train(config_from_params(**json.loads(sys.argv[1])), progress=False)
+summary = spamo.train.train(resolve_config(**json.loads(sys.argv[1])), progress=False)
 sd, trained = models[0].trainable_state_dict(), {n for n, p in models[0].named_parameters() if p.requires_grad}
 h = lambda keys: hashlib.sha1(b''.join(sd[k].contiguous().numpy().tobytes() for k in sorted(keys))).hexdigest()
 rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)

@@ -5,7 +5,7 @@ import pytest, torch
 import spamo.model
 from spamo.data import Sample, load_dataset
 from spamo.prompt import PromptExamples, build_prompt, load_translations
-from spamo.config import config_from_params
+from spamo.presets import resolve_config
 from spamo.train import train
 from spamo.evaluate import evaluate_run
 from spamo.translate import Translator
@@ -32,7 +32,7 @@ def smoke_paths():
 
 
 def cfg(tmp_path, **kw):
-    return config_from_params(**smoke_paths() | dict(run_dir=str(tmp_path / 'run'), llm_dtype='fp32', precision='fp32', adapter_hidden=32,
+    return resolve_config(**smoke_paths() | dict(run_dir=str(tmp_path / 'run'), llm_dtype='fp32', precision='fp32', adapter_hidden=32,
                               vt_warmup_steps=1, max_steps=3, batch_size=4, lr_warmup_steps=1, eval_every=3, save_every=3,
                               num_beams=1, max_new_tokens=6) | kw)
 
@@ -92,7 +92,7 @@ def test_targets_the_tokenizer_cannot_spell_are_refused(tmp_path):
     assert [s.text for s in samples] == zh and samples[0].language == 'zh'
     extract(samples, tmp_path / 'features', 'tiny', 'tiny', progress=False, recipe='spamo')
     def run(llm, name):
-        return config_from_params(dataset='manifest', data_root=str(man), features=str(tmp_path / 'features'), dev_split='train',
+        return resolve_config(dataset='manifest', data_root=str(man), features=str(tmp_path / 'features'), dev_split='train',
                                   llm=str(llm), llm_dtype='fp32', precision='fp32', adapter_hidden=16, num_examples=0, run_dir=str(tmp_path / name),
                                   vt_warmup_steps=0, max_steps=1, batch_size=2, lr_warmup_steps=1, eval_every=1, save_every=1,
                                   num_beams=1, max_new_tokens=4)

@@ -3,7 +3,7 @@ import csv, json, os, subprocess, sys
 from pathlib import Path
 import pytest, torch, yaml
 from safetensors.torch import load_file
-from spamo.config import config_from_params
+from spamo.presets import resolve_config
 from spamo.checkpoint import load_run
 from spamo.model import FeatureData
 from spamo.train import train, train_cli
@@ -23,7 +23,7 @@ def smoke() -> dict:
 
 
 def run_cfg(smoke, run_dir, **kw):
-    return config_from_params(**smoke | dict(run_dir=str(run_dir), llm_dtype='fp32', precision='fp32', adapter_hidden=32,
+    return resolve_config(**smoke | dict(run_dir=str(run_dir), llm_dtype='fp32', precision='fp32', adapter_hidden=32,
                                              vt_warmup_steps=2, max_steps=6, batch_size=4, lr=1e-3, lr_warmup_steps=2, num_examples=0,
                                              eval_every=3, save_every=3, num_beams=2, max_new_tokens=12) | kw)
 
