@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from fastcore.basics import patch
 from torch.nn.utils.rnn import pad_sequence
-from .registry import Registry
+from .registry import Registry, ModelFolderError, auto_config, load_weights
 
 # %% auto #0
 __all__ = ['LLM_FAMILIES', 'QUANTS', 'prepare_llm', 'Seq2Seq', 'llm_width', 'length_mask', 'join_tokens', 'pad_right', 'adds_bos',
@@ -200,13 +200,15 @@ def load_llm(name:str='google/flan-t5-xl', # hub name, or local directory (str o
     if name.startswith(('/', '.', '~')) and not p.is_dir():
         raise FileNotFoundError(f'LLM directory not found: {name}')
     src, kw = str(p) if p.is_dir() else name, dict(quantization_config=q, device_map={'': torch.cuda.current_device()}) if q else {}
-    try: config = transformers.AutoConfig.from_pretrained(src)
+    try: config = auto_config(src, 'LLM')     # a folder is checked first: config.json, no code of its own, pickles
+    except ModelFolderError: raise
     except Exception as e:
         raise OSError(f'could not load the LLM {name!r}: a model name needs the Hugging Face hub (network access or a '
                       f'cached download); otherwise pass a local directory written by save_pretrained ({type(e).__name__}: {e})') from e
     check_family(config, name, family)   # a Llama under llm_family seq2seq: say so, before loading anything
-    try: tokenizer, model = AutoTokenizer.from_pretrained(src), getattr(transformers, fam.auto_class).from_pretrained(src, dtype=torch.bfloat16 if q else dtype, **kw)
-    except Exception as e: raise OSError(f'could not load the LLM {name!r} ({type(e).__name__}: {e})') from e
+    try: tokenizer = AutoTokenizer.from_pretrained(src)
+    except Exception as e: raise (ModelFolderError if p.is_dir() else OSError)(f'{src!r}: cannot load the tokenizer of the LLM ({type(e).__name__}: {e})') from e
+    model = load_weights(getattr(transformers, fam.auto_class), src, 'LLM', dtype=torch.bfloat16 if q else dtype, **kw)
     fam.setup(model, tokenizer)
     return prepare_llm(model, lora, r, alpha, dropout, tuple(targets or fam.targets), fam.task_type, quantized=q is not None), tokenizer
 

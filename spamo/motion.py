@@ -4,15 +4,15 @@
 
 # %% ../nbs/02_motion.ipynb #3088676c
 from __future__ import annotations
-import json, math
+import math
 import numpy as np
 import torch
 from torch import nn
 from pathlib import Path
 from fastcore.basics import patch
-from .registry import Registry
+from .registry import Registry, auto_config, load_weights, read_json
 from .spatial import (as_frames, resize_crop, normalize, default_batch, resolve_dtype, IMAGENET_MEAN, IMAGENET_STD, seeded,
-                           check_recipe, ImageProcessing, image_processing, process_images, last_hidden, wrong_kind, load_weights)
+                           check_recipe, ImageProcessing, image_processing, process_images, last_hidden, wrong_kind)
 
 # %% auto #0
 __all__ = ['POOLINGS', 'MOTION', 'clip_windows', 'clip_indices', 'HFVideo', 'videomae_backbone', 'VJEPA2Video', 'has_vjepa2',
@@ -61,8 +61,8 @@ MOTION = Registry('motion encoder', hint="a transformers VideoMAE or V-JEPA 2 id
 @MOTION.register('videomae')
 def videomae_backbone(model, seed:int=0) -> HFVideo:
     "The `VideoMAEModel` encoder of a VideoMAE hub id or folder (any head: the hub's `VideoMAEForPreTraining`), or of a `VideoMAEConfig` (random weights, seeded)."
-    from transformers import AutoConfig, VideoMAEModel
-    config = AutoConfig.from_pretrained(model) if isinstance(model, str) else model
+    from transformers import VideoMAEModel
+    config = auto_config(model, 'motion encoder') if isinstance(model, str) else model
     if getattr(config, 'model_type', None) != 'videomae':
         raise wrong_kind(model, config, "for the motion encoder a VideoMAE model (model_type 'videomae': VideoMAEModel, "
                                         "VideoMAEForPreTraining, ...) or a V-JEPA 2 one ('vjepa2')")
@@ -96,7 +96,7 @@ def vjepa2_backbone(model, seed:int=0) -> VJEPA2Video:
     "A `VJEPA2Model` by hub id or local folder, or from a `VJEPA2Config` with random weights (seeded)."
     import transformers
     if not has_vjepa2(): raise ImportError(f'V-JEPA 2 needs transformers >= 4.53 (VJEPA2Model); installed: {transformers.__version__}')
-    if isinstance(model, str): return VJEPA2Video(transformers.VJEPA2Model.from_pretrained(model))
+    if isinstance(model, str): return VJEPA2Video(load_weights(transformers.VJEPA2Model, model, 'motion encoder'))
     return seeded(lambda: VJEPA2Video(transformers.VJEPA2Model(model)), seed)
 
 # %% ../nbs/02_motion.ipynb #c1045df2
@@ -105,9 +105,7 @@ def motion_family(model) -> str:
     if model in MOTION: return model
     if not isinstance(model, str): return 'vjepa2' if getattr(model, 'model_type', '') == 'vjepa2' else 'videomae'
     folder = Path(model).expanduser()
-    if folder.is_dir():
-        cfg = folder / 'config.json'
-        return 'vjepa2' if cfg.exists() and json.loads(cfg.read_text()).get('model_type') == 'vjepa2' else 'videomae'
+    if folder.is_dir(): return 'vjepa2' if (read_json(folder, 'config.json') or {}).get('model_type') == 'vjepa2' else 'videomae'
     if '/' in model: return 'vjepa2' if 'vjepa2' in model.lower() else 'videomae'
     raise MOTION.unknown(model)
 
@@ -173,9 +171,12 @@ def from_name(cls:MotionEncoder, model='MCG-NJU/videomae-large', stride:int=8, p
     fam = motion_family(model)
     hub = isinstance(model, str) and fam in ('videomae', 'vjepa2')
     weights = model if hub else f'random(seed={seed})'
-    proc = image_processing(model) if check_recipe(recipe) == 'official' and hub and fam == 'videomae' else None
-    return cls(motion_backbone(model, seed), stride, pooling, name, weights, recipe=recipe, processing=proc)
+    check_recipe(recipe)
+    bb = motion_backbone(model, seed)     # a folder is checked (and loaded) before its processor config is read
+    proc = image_processing(model) if recipe == 'official' and hub and fam == 'videomae' else None
+    return cls(bb, stride, pooling, name, weights, recipe=recipe, processing=proc)
 
+# %% ../nbs/02_motion.ipynb #mf200001
 @patch(as_prop=True)
 def device(self:MotionEncoder): return next(self.backbone.parameters()).device
 

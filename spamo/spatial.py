@@ -12,15 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from torch import nn
 from fastcore.basics import patch
-from .registry import Registry
+from .registry import Registry, auto_config, load_weights
 
 # %% auto #0
 __all__ = ['CLIP_MEAN', 'CLIP_STD', 'IMAGENET_MEAN', 'IMAGENET_STD', 'RECIPES', 'MODES', 'SPATIAL', 'IMAGE_MODELS',
            'VISION_TOWERS', 'TINY_CLIP', 'DTYPES', 'CPU_BF16_ENV', 'as_frames', 'resize_to', 'resize_crop', 'normalize',
            'check_recipe', 'ImageProcessing', 'image_processing', 'resized_side', 'processor_crop', 'process_images',
-           's2_split', 's2_merge', 'last_hidden', 'OpenClipCLS', 'HFCLS', 'seeded', 'wrong_kind', 'load_weights',
-           'open_clip_backbone', 'hf_backbone', 'spatial_family', 'spatial_backbone', 'tiny_spatial', 'mini_dinov2',
-           'cpu_has_bf16', 'resolve_dtype', 'default_batch', 'SpatialEncoder', 's2_images']
+           's2_split', 's2_merge', 'last_hidden', 'OpenClipCLS', 'HFCLS', 'seeded', 'wrong_kind', 'open_clip_backbone',
+           'hf_backbone', 'spatial_family', 'spatial_backbone', 'tiny_spatial', 'mini_dinov2', 'cpu_has_bf16',
+           'resolve_dtype', 'default_batch', 'SpatialEncoder', 's2_images']
 
 # %% ../nbs/01_spatial.ipynb #3665ec61
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -230,16 +230,6 @@ def wrong_kind(model, config, expected:str) -> ValueError:
     arch = ', '.join(getattr(config, 'architectures', None) or [type(config).__name__])
     return ValueError(f"{where} holds a {arch} (model_type {getattr(config, 'model_type', None)!r}); expected {expected}")
 
-# %% ../nbs/01_spatial.ipynb #1b6ebe95
-def load_weights(cls, model:str, # a transformers hub id or folder
-                 what:str, # what it is loaded as, for the message
-                ) -> nn.Module:
-    "`cls.from_pretrained(model)`, refused (ValueError) where the checkpoint lacks weights of `cls`: they would be random."
-    m, info = cls.from_pretrained(model, output_loading_info=True)
-    if miss := sorted(info['missing_keys']):
-        raise ValueError(f'{model!r} has no weights for {len(miss)} tensors of the {what} ({type(m).__name__}), e.g. {miss[:3]}')
-    return m
-
 # %% ../nbs/01_spatial.ipynb #4d1264e9
 @SPATIAL.register('open_clip')
 def open_clip_backbone(model:str, pretrained:str|None, seed:int) -> OpenClipCLS:
@@ -252,7 +242,7 @@ def open_clip_backbone(model:str, pretrained:str|None, seed:int) -> OpenClipCLS:
 def hf_backbone(model, pretrained=None, seed:int=0) -> HFCLS:
     "A transformers image model by hub id, folder or config (random weights, seeded); of a whole CLIPModel, its vision tower."
     import transformers
-    config = transformers.AutoConfig.from_pretrained(model) if isinstance(model, str) else model
+    config = auto_config(model, 'spatial encoder') if isinstance(model, str) else model
     kind = getattr(config, 'model_type', None)
     if kind not in IMAGE_MODELS and kind not in VISION_TOWERS:
         raise wrong_kind(model, config, f"for the spatial encoder an image model (CLIP vision, DINOv2: model_type "
@@ -363,8 +353,10 @@ def from_name(cls:SpatialEncoder, model='ViT-L-14', pretrained:str|None='openai'
     name = model if isinstance(model, str) else type(model).__name__
     hub = fam == 'transformers' and isinstance(model, str)
     weights = model if hub else (pretrained or f'random(seed={seed})')
-    proc = image_processing(model) if check_recipe(recipe) == 'official' and hub else None
-    return cls(spatial_backbone(model, pretrained, seed), scales, name, weights, image_size, recipe, proc)
+    check_recipe(recipe)
+    bb = spatial_backbone(model, pretrained, seed)    # a folder is checked (and loaded) before its processor config is read
+    proc = image_processing(model) if recipe == 'official' and hub else None
+    return cls(bb, scales, name, weights, image_size, recipe, proc)
 
 @patch(as_prop=True)
 def device(self:SpatialEncoder): return next(self.backbone.parameters()).device
