@@ -4,20 +4,20 @@
 
 # %% ../nbs/11_reproduce.ipynb #r11a0003
 from __future__ import annotations
-import argparse, hashlib, json, os, shlex, subprocess, sys, time
+import argparse, hashlib, json, os, shlex, signal, subprocess, sys, time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 import yaml
 from .config import config_fields
 from .presets import at_steps, check_setting, preset_diff, read_params
 from .metrics import PROTOCOLS
-from .results import ANALYSIS_METRICS, blind_value, fmt_number, write_results
+from .results import ANALYSIS_METRICS, write_results
 
 # %% auto #0
 __all__ = ['FEATURE_KEYS', 'LLM_KEYS', 'READS', 'BLIND', 'MINIATURE', 'SMOKE', 'Row', 'TableSpec', 'check_row', 'repo_dir',
            'tables_dir', 'load_table', 'table_names', 'row_settings', 'Job', 'extract_jobs', 'mini_llm', 'random_llm',
            'Plan', 'eval_jobs', 'plan_row', 'resolve', 'finished', 'read_metrics', 'run_plan', 'job_done', 'reproduce',
-           'print_plans', 'run_row', 'select_rows', 'results_markdown', 'reproduce_cli']
+           'print_plans', 'run_row', 'select_rows', 'reproduce_cli']
 
 # %% ../nbs/11_reproduce.ipynb #r11a0006
 FEATURE_KEYS = ('spatial', 'pretrained', 'scales', 'motion', 'stride', 'pooling', 'recipe')  # 02a_features parameters
@@ -87,7 +87,6 @@ def repo_dir() -> Path:
     import spamo
     return Path(os.environ.get('SPAMO_REPO') or Path(spamo.__file__).resolve().parents[1])
 
-# %% ../nbs/11_reproduce.ipynb #722b4e05
 def tables_dir() -> Path: return repo_dir() / 'configs' / 'tables'
 
 # %% ../nbs/11_reproduce.ipynb #669d0c9f
@@ -110,7 +109,6 @@ def load_table(name) -> TableSpec:
         blind = check_row(dict(name=BLIND, notes='not in the paper: the floor every row must beat') | b | dict(train=b.get('train', {}) | dict(blind=True)), [], path)
     return TableSpec(**d | dict(rows=rows, path=str(path), blind_baseline=blind))
 
-# %% ../nbs/11_reproduce.ipynb #8594176f
 def table_names() -> list[str]: return sorted(p.stem for p in tables_dir().glob('*.yaml'))
 
 # %% ../nbs/11_reproduce.ipynb #r11a0010
@@ -120,7 +118,6 @@ MINIATURE = dict(n_train=160, n_dev=20, n_test=40, size=64, seed=0,  # SynthSign
 SMOKE = MINIATURE | dict(n_train=24, n_dev=8, n_test=8, size=32, pretrain_steps=30, max_steps=4, evals=2,
                          train=dict(batch_size=4, adapter_hidden=64, max_new_tokens=16))
 
-# %% ../nbs/11_reproduce.ipynb #3e6b17d5
 def _key(*parts) -> str: return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 # %% ../nbs/11_reproduce.ipynb #9d3cda1f
@@ -134,6 +131,16 @@ def row_settings(spec: TableSpec, row: Row, sizes: dict | None = None, train: di
     feats = {k: v for k, v in feats.items() if not (k in ('spatial', 'motion') and v == 'tiny')}
     llm = dict(d_model=sizes['d_model'], pretrain_steps=sizes['pretrain_steps']) | m.get('llm', {})
     return dict(features=feats, llm=llm, train=sizes['train'] | extra | row.train | m.get('train', {}))
+
+# %% ../nbs/11_reproduce.ipynb #20bcc61d
+def _wait(proc: subprocess.Popen, grace: float = 15) -> int:
+    "The exit status of a job; stopped (Ctrl-C, SIGTERM), the job gets SIGINT to shut its kernel down, then SIGKILL after `grace` s."
+    try: return proc.wait()
+    except KeyboardInterrupt:
+        proc.send_signal(signal.SIGINT)
+        try: proc.wait(grace)
+        except subprocess.TimeoutExpired: proc.kill(); proc.wait()
+        raise
 
 # %% ../nbs/11_reproduce.ipynb #r11a0015
 @dataclass
@@ -159,7 +166,7 @@ class Job:
         if argv[0] == 'papermill': argv = [sys.executable, '-m', 'papermill', *argv[1:]]
         with open(log, 'a') as f:
             f.write(f'$ {self.command()}\n'); f.flush()
-            rc = subprocess.run(argv, stdout=f, stderr=subprocess.STDOUT, env=os.environ.copy(), cwd=self.cwd).returncode
+            rc = _wait(subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, env=os.environ.copy(), cwd=self.cwd))
         if rc: raise RuntimeError(f'{self.nb} failed (exit {rc}); see {self.out} and {log}:\n' + ''.join(open(log).readlines()[-8:]))
 
 # %% ../nbs/11_reproduce.ipynb #r11a0016
@@ -261,7 +268,6 @@ def plan_row(spec: TableSpec, row: Row, out: Path, sizes: dict | None = None, pr
 # %% ../nbs/11_reproduce.ipynb #55f1e4dc
 def _slug(name: str) -> str: return ''.join(c if c.isalnum() else '-' for c in name.lower()).strip('-')[:40]
 
-# %% ../nbs/11_reproduce.ipynb #r11a0023
 def _mini_data(data: Path, sizes: dict) -> Path:
     from spamo.demo import prepare_synthsign
     return prepare_synthsign(data, sizes['n_train'], sizes['n_dev'], sizes['n_test'], size=sizes['size'], seed=sizes['seed'], progress=False)[0]
@@ -342,7 +348,6 @@ def run_plan(spec: TableSpec, p: Plan, log) -> dict:
     record.write_text(json.dumps(took))
     return dict(status='done') | took
 
-# %% ../nbs/11_reproduce.ipynb #08ef581d
 def job_done(j: Job) -> bool:
     "Whether a job's output is there already (another table's row ran it): an extracted split, a finished training, scores."
     if j.nb == '02a_features.ipynb': return (Path(j.params['out']) / f"done-{j.params['split']}").exists()
@@ -399,25 +404,6 @@ def select_rows(spec: TableSpec, rows: list | None) -> list[Row]:
     pick = [p or next((r for r in spec.rows if r.name == x), None) for p, x in zip(pick, rows)]
     if None in pick: raise ValueError(f"{spec.table}: no row {rows[pick.index(None)]!r}; rows: {', '.join(map(repr, names))}")
     return pick
-
-# %% ../nbs/11_reproduce.ipynb #r11b0006
-def results_markdown(csv) -> str:
-    "A results CSV of `spamo reproduce` as a Markdown table: `ours (paper)` per metric, the protocol named."
-    import pandas as pd
-    df, path = pd.read_csv(csv), Path(csv)
-    spec = load_table(df.table.iloc[0])
-    head = ['row', 'status', *spec.metrics]
-    lines = [f"### {spec.title}{' (miniature)' if df.miniature.astype(bool).any() else ''}", '',
-             f"`{path.name}`: ours (paper) per cell.", '', '| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
-    for r in df.to_dict('records'):
-        cells = [' '.join(x for x in (fmt_number(r.get(m)), fmt_number(r.get(f'{m}_paper')) and f"({fmt_number(r.get(f'{m}_paper'))})") if x) for m in spec.metrics]
-        lines.append('| ' + ' | '.join([str(r['row']), str(r['status']), *cells]) + ' |')
-    blind = {m: b for m in spec.metrics if (b := blind_value(df, m)) is not None}
-    if blind: lines += ['', f"Blind baseline (prompt only, the same training without the video; not in the paper): " +
-                        ', '.join(f'{m} {fmt_number(b)}' for m, b in blind.items()) + '.']
-    lines += [''] * bool(df.notes.notna().any()) + [f"- {r['row']}: {r['notes']}" for r in df.to_dict('records') if isinstance(r.get('notes'), str) and r['notes']]
-    protos = sorted({f'{p}: `{s}`' for p, s in zip(df.protocol, df.signature) if isinstance(p, str)})
-    return '\n'.join(lines + ([''] + [f'Protocol {x}' for x in protos] if protos else []))
 
 # %% ../nbs/11_reproduce.ipynb #r11a0036
 def reproduce_cli(argv: list[str] | None = None) -> int:
