@@ -4,11 +4,12 @@
 
 # %% ../nbs/05aa_checkpoint.ipynb #46f3dc15
 from __future__ import annotations
-import random, shutil
+import io, os, random, shutil
 from pathlib import Path
 import numpy as np, torch
 from .config import RunConfig
 from .model import SpaMo, build_model
+from .store import disk_full, write_atomic
 
 # %% auto #0
 __all__ = ['rng_state', 'set_rng_state', 'save_checkpoint', 'checkpoint_dir', 'has_checkpoint', 'read_weights', 'load_checkpoint',
@@ -28,16 +29,23 @@ def set_rng_state(s: dict):
     np.random.set_state(('MT19937', s['numpy'].numpy().astype(np.uint32), *s['numpy_rest']))
     if 'cuda' in s and torch.cuda.is_available(): torch.cuda.set_rng_state_all(s['cuda'])
 
+# %% ../nbs/05aa_checkpoint.ipynb #2f21c39b
+def _write_checkpoint(folder:Path, model, opt, sched, state:dict, cfg:RunConfig):
+    "The files of a checkpoint in `folder`: the trained weights, the training state and the config."
+    from safetensors.torch import save
+    write_atomic(folder / 'trainable.safetensors', save({k: v.detach().cpu().contiguous() for k, v in model.trainable_state_dict().items()}))
+    buf = io.BytesIO(); torch.save(dict(optimizer=opt.state_dict(), scheduler=sched.state_dict(), rng=rng_state(), **state), buf)
+    write_atomic(folder / 'state.pt', buf.getvalue()); cfg.save(folder / 'config.json')
+
 # %% ../nbs/05aa_checkpoint.ipynb #80eda24c
 def save_checkpoint(path, model: SpaMo, opt, sched, step: int, best: float, cfg: RunConfig, best_step: int = 0) -> Path:
     "Write a checkpoint folder atomically: a temporary folder, then `path` -> `path.old`, `path.tmp` -> `path`."
-    from safetensors.torch import save_file
     path = Path(path); tmp = path.with_name(path.name + '.tmp'); old = path.with_name(path.name + '.old')
     shutil.rmtree(tmp, ignore_errors=True); tmp.mkdir(parents=True)
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.trainable_state_dict().items()}, tmp / 'trainable.safetensors')
-    torch.save(dict(optimizer=opt.state_dict(), scheduler=sched.state_dict(), step=step, best=best, best_step=best_step,
-                    rng=rng_state()), tmp / 'state.pt')
-    cfg.save(tmp / 'config.json')
+    try: _write_checkpoint(tmp, model, opt, sched, dict(step=step, best=best, best_step=best_step), cfg)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise disk_full(e.__cause__ or e, path, f'the checkpoint {path.name} saved before is whole', 'free space and resume the run (resume=True)') from e
     if path.exists(): shutil.rmtree(old, ignore_errors=True); path.rename(old)  # an old left by a kill goes first
     tmp.rename(path); shutil.rmtree(old, ignore_errors=True)   # killed between the renames: `checkpoint_dir` reads old
     return path
@@ -75,6 +83,26 @@ def load_checkpoint(path, model: SpaMo, opt=None, sched=None) -> dict:
     if sched is not None: sched.load_state_dict(state['scheduler'])
     return state
 
+# %% ../nbs/05aa_checkpoint.ipynb #607e2829
+def _folder_id(p:Path):
+    "The identity of a folder (inode and change time: a new folder may reuse a freed inode), None where there is none."
+    try: s = os.stat(p); return s.st_ino, s.st_ctime_ns
+    except FileNotFoundError: return None
+
+def _read_whole(run:Path, checkpoint:str, tries:int=10) -> tuple[RunConfig, dict]:
+    "Config and weights of one checkpoint folder; read again when a save of a training replaced the folder meanwhile."
+    where = lambda: checkpoint_dir(Path(checkpoint) if Path(checkpoint).is_dir() else run / 'checkpoints' / checkpoint)
+    for i in range(tries):
+        ck = where(); before = _folder_id(ck)
+        try:
+            cfg = RunConfig.load(ck / 'config.json' if (ck / 'config.json').exists() else run / 'config.json', run_dir=run)
+            weights = read_weights(ck)
+        except (OSError, ValueError):   # a file gone or half there: a save replaced the folder, or the error is real
+            if i < tries - 1 and _folder_id(where()) != before: continue
+            raise
+        if _folder_id(ck) == before: return cfg, weights
+    raise RuntimeError(f'{ck}: a training of {run} replaced this checkpoint during each of {tries} reads; load it again')
+
 # %% ../nbs/05aa_checkpoint.ipynb #69d6e203
 def load_run(run_dir, # a run directory written by `train`
              checkpoint: str = 'best', # 'best' (selected on dev), 'last', or a checkpoint folder
@@ -82,8 +110,7 @@ def load_run(run_dir, # a run directory written by `train`
     "The trained model of a run (in eval mode) and its config."
     run = Path(run_dir)
     if not (run / 'config.json').exists(): raise FileNotFoundError(f"{run} is not a spamo run: config.json missing (train one with nbs/06_train.ipynb)")
-    ck = checkpoint_dir(Path(checkpoint) if Path(checkpoint).is_dir() else run / 'checkpoints' / checkpoint)
-    cfg = RunConfig.load(ck / 'config.json' if (ck / 'config.json').exists() else run / 'config.json', run_dir=run)
+    cfg, weights = _read_whole(run, checkpoint)
     model = build_model(cfg.model, cfg.model.spatial_dim, cfg.model.motion_dim, device)
-    model.load_trainable(read_weights(ck))      # inference reads the weights only, not the optimizer state
+    model.load_trainable(weights)               # inference reads the weights only, not the optimizer state
     return model.eval(), cfg

@@ -4,10 +4,11 @@
 
 # %% ../nbs/10_cli.ipynb #100350ac
 from __future__ import annotations
-import importlib, sys
+import importlib, signal, sys, threading
+from contextlib import contextmanager
 
 # %% auto #0
-__all__ = ['COMMANDS', 'main']
+__all__ = ['COMMANDS', 'RESUME', 'stops_cleanly', 'main']
 
 # %% ../nbs/10_cli.ipynb #f0e07aab
 COMMANDS = {  # command -> ('module:function', one-line help)
@@ -30,6 +31,25 @@ def _usage() -> str:
     return (f'usage: spamo <command> [options]\n\ncommands:\n{rows}\n\n`spamo <command> --help` shows the options of one command.\n'
             'exit status: 0 done; 1 some items failed (videos, rows), the others done; 2 usage or input error (a file, a setting, an option)')
 
+# %% ../nbs/10_cli.ipynb #9b570a27
+RESUME = {'extract': 're-run the same command: finished videos are skipped',
+          'train': 're-run it with `-p resume true`: training continues from checkpoints/last',
+          'reproduce': 're-run the same command: finished rows are skipped',
+          'import-features': 're-run the same command'}
+
+def _interrupt(signum, frame): raise KeyboardInterrupt(signal.Signals(signum).name)
+
+@contextmanager
+def stops_cleanly(cmd:str):
+    "Run a command so that SIGTERM stops it as Ctrl-C does, and a stop says what is kept and how to resume."
+    old = signal.signal(signal.SIGTERM, _interrupt) if threading.current_thread() is threading.main_thread() else None
+    try: yield
+    except KeyboardInterrupt as e:
+        print(f"spamo {cmd}: stopped ({e.args[0] if e.args else 'SIGINT'}); every file finished is kept. To go on, "
+              f"{RESUME.get(cmd, 're-run the same command')}.", file=sys.stderr, flush=True)
+    finally:
+        if old is not None: signal.signal(signal.SIGTERM, old)
+
 # %% ../nbs/10_cli.ipynb #b25470dc
 def main(argv: list[str] | None = None) -> int:
     "Run `spamo <command> ...`; returns the command's exit status."
@@ -41,7 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     if cmd not in COMMANDS:
         print(f"spamo: unknown command {cmd!r}; known: {', '.join(COMMANDS)}", file=sys.stderr); return 2
     mod, fn = COMMANDS[cmd][0].split(':')
-    return int(getattr(importlib.import_module(mod), fn)(rest) or 0)   # jobs close their process group at exit (`spamo.features`)
+    with stops_cleanly(cmd):
+        return int(getattr(importlib.import_module(mod), fn)(rest) or 0)   # jobs close their process group at exit (`spamo.features`)
+    return 130   # stopped by Ctrl-C or SIGTERM (128 + SIGINT, as a shell reports it)
 
 # `python -m spamo.cli ...` (e.g. under `accelerate launch` or `torchrun`); not when a notebook kernel runs this cell
 if __name__ == '__main__' and not hasattr(__builtins__, '__IPYTHON__') and 'get_ipython' not in globals(): sys.exit(main())

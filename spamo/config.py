@@ -101,9 +101,12 @@ def save(self:RunConfig, path):
 @patch(cls_method=True)
 def load(cls:RunConfig, path, run_dir=None) -> RunConfig: # run_dir: the run a checkpoint's config belongs to
     "Read a `config.json`; relative paths resolve against the run directory (default: the file's folder)."
+    from spamo.presets import check_setting   # every value checked as a YAML config's are (a lazy import: presets builds on this)
     path = Path(path)
-    try: d = json.loads(path.read_text(encoding='utf-8')); cfg = cls.from_dict(d)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as e:
+    try:
+        d = json.loads(path.read_text(encoding='utf-8'))
+        cfg = cls.from_dict({g: {k: check_setting(k, v, str(path)) for k, v in d[g].items()} for g in ('data', 'model', 'train')})
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
         raise ValueError(f"{path}: not a readable spamo run config ({type(e).__name__}: {e}); restore it from one of the run's "
                          "checkpoints (checkpoints/*/config.json) or train the run again") from None
     base = Path(run_dir) if run_dir is not None else path.parent

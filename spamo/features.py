@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from .data import VideoError, read_sample, load_dataset
 from .spatial import SpatialEncoder, RECIPES, check_recipe
-from .store import FeatureStore, store_settings, store_lock, write_record
+from .store import DiskFull, FeatureStore, store_settings, store_lock, write_record
 from .motion import MotionEncoder
 
 # %% auto #0
@@ -121,6 +121,9 @@ def _extract_share(samples, store, se, me, batch_size, on_error, size, every, pr
             if isinstance(frames, Exception): raise frames
             zs, zm = se.encode(frames, batch_size), me.encode(frames)
             write_record(store.file(s.id), s.id, zs, zm, store.settings)
+        except DiskFull as e:   # not the video's fault: stop, keeping every record written
+            bar.close(); n = len(rep['extracted']) + len(rep['skipped'])
+            raise DiskFull(e.errno, f'{e.strerror}; the {n} records written are kept: free space and re-run the same extraction, it skips them') from e
         except Exception as e:
             if on_error == 'raise': bar.close(); raise
             rep['failed'].append(dict(id=s.id, video=str(s.video), error=f'{type(e).__name__}: {e}'))

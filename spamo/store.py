@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_store.ipynb #f4d69df7
 from __future__ import annotations
-import hashlib, json, os, re, sys
+import errno, hashlib, json, os, re, sys
 from contextlib import contextmanager
 from pathlib import Path
 import torch
@@ -13,8 +13,9 @@ from .spatial import SpatialEncoder
 from .motion import MotionEncoder
 
 # %% auto #0
-__all__ = ['CHECKED', 'FORMAT', 'recipe_of', 'store_settings', 'setting', 'settings_diff', 'settings_hash', 'record_name',
-           'write_record', 'read_header', 'FeatureStore', 'store_lock']
+__all__ = ['CHECKED', 'FORMAT', 'recipe_of', 'store_settings', 'setting', 'settings_diff', 'settings_hash', 'DiskFull',
+           'disk_full', 'write_atomic', 'record_name', 'write_record', 'read_header', 'FeatureStore', 'Busy',
+           'folder_lock', 'store_lock']
 
 # %% ../nbs/02_store.ipynb #111fb7c8
 CHECKED = ('spatial', 'spatial_weights', 'scales', 'spatial_dim', 'motion', 'motion_weights', 'clip_len', 'stride',
@@ -54,6 +55,31 @@ def settings_hash(s:dict) -> str:
     keys = [k for k in CHECKED if not (k == 'recipe' and recipe_of(s) == 'spamo')]
     return hashlib.sha1(json.dumps({k: s.get(k) for k in keys}, sort_keys=True).encode()).hexdigest()[:16]
 
+# %% ../nbs/02_store.ipynb #2e16750d
+class DiskFull(OSError):
+    "A write failed for lack of space (ENOSPC or EDQUOT); the message names the file, what is kept and how to go on."
+
+def disk_full(e:OSError, path, kept:str='', then:str='free space and run it again') -> OSError:
+    "`e` as a `DiskFull` naming `path` when the disk (or a quota) is full; any other error as it is."
+    if getattr(e, 'errno', None) not in (errno.ENOSPC, errno.EDQUOT) or isinstance(e, DiskFull): return e
+    return DiskFull(e.errno, f"no space left on the device writing {path}{f'; {kept}' if kept else ''}: {then}")
+
+# %% ../nbs/02_store.ipynb #88d98d6b
+def _write(f, data:bytes):
+    "Write and flush `data` to the open file `f` (one place, so a test can fail it as a full disk would)."
+    f.write(data); f.flush(); os.fsync(f.fileno())
+
+def write_atomic(path, data:bytes|str, kept:str='', then:str='free space and run it again') -> Path:
+    "Write `data` to `path` whole or not at all (temporary file + fsync + os.replace); a full disk raises `DiskFull`."
+    path = Path(path); tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
+    try:
+        with open(tmp, 'wb') as f: _write(f, data.encode() if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise disk_full(e, path, kept, then) from e
+    return path
+
 # %% ../nbs/02_store.ipynb #e68c14e8
 def record_name(id:str) -> str:
     "File name for sample `id`: the id where it is a safe name, else a sanitised prefix plus a hash."
@@ -63,14 +89,11 @@ def record_name(id:str) -> str:
 
 # %% ../nbs/02_store.ipynb #cd6293fe
 def write_record(path, id:str, spatial:torch.Tensor, motion:torch.Tensor, settings:dict):
-    "Write one record atomically (temporary file + fsync + os.replace)."
+    "Write one record atomically (`write_atomic`: a full disk raises `DiskFull` and leaves no partial file)."
     from safetensors.torch import save
     dt = getattr(torch, settings['dtype'])
     meta = dict(id=id, settings=settings_hash(settings), frames=str(len(spatial)), clips=str(len(motion)))
-    data = save({'spatial': spatial.to(dt).contiguous(), 'motion': motion.to(dt).contiguous()}, metadata=meta)
-    path = Path(path); tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
-    with open(tmp, 'wb') as f: f.write(data); f.flush(); os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_atomic(path, save({'spatial': spatial.to(dt).contiguous(), 'motion': motion.to(dt).contiguous()}, metadata=meta))
 
 # %% ../nbs/02_store.ipynb #ebea0a05
 def read_header(path) -> dict|None:
@@ -172,26 +195,37 @@ def scan(self:FeatureStore) -> dict:
 @patch
 def write_index(self:FeatureStore):
     "Write index.json atomically."
-    tmp = self.index_path.with_name(f'.index.json.{os.getpid()}.tmp')
-    tmp.write_text(json.dumps(self.index, indent=1)); os.replace(tmp, self.index_path)
+    write_atomic(self.index_path, json.dumps(self.index, indent=1), 'the records are kept (the index is rebuilt from them)',
+                 'free space and re-run the extraction: finished videos are skipped')
 
 # %% ../nbs/02_store.ipynb #afbc6dd1
+class Busy(RuntimeError):
+    "Another process holds the writer's lock of a folder (a run being trained)."
+
 @contextmanager
-def store_lock(path, # the store folder (created if missing)
-              ):
-    "Hold the inter-process lock of a feature store (`fcntl.flock` on `.lock`), saying so while waiting for another holder."
+def folder_lock(path, # the folder (created if missing)
+                what:str='feature store', # what the folder is, for messages
+                wait:bool=True, # wait for another holder (saying so), or refuse with `Busy`
+               ):
+    "Hold the inter-process lock of a folder (`fcntl.flock` on its `.lock`, which names the holder's process)."
     path = Path(path); path.mkdir(parents=True, exist_ok=True)
     try: import fcntl
-    except ImportError: yield; return                               # no advisory locks (Windows)
+    except ImportError: yield path; return                          # no advisory locks (Windows)
     with open(path/'.lock', 'a+') as f:
         try: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            f.seek(0); print(f'spamo: feature store {path} is being written by process {f.read().strip() or "?"}; waiting for it to finish',
-                             file=sys.stderr, flush=True)
+            f.seek(0); who = f'{what} {path} is being written by process {f.read().strip() or "?"}'
+            if not wait: raise Busy(f'{who}; wait for it to finish (or stop it), or write to another folder') from None
+            print(f'spamo: {who}; waiting for it to finish', file=sys.stderr, flush=True)
             fcntl.flock(f, fcntl.LOCK_EX)
         f.seek(0); f.truncate(); f.write(str(os.getpid())); f.flush()
         try: yield path
         finally: fcntl.flock(f, fcntl.LOCK_UN)
+
+# %% ../nbs/02_store.ipynb #bb56b5d5
+def store_lock(path): # the store folder (created if missing)
+    "Hold a feature store's lock: a second extraction waits for the first, then skips what it wrote."
+    return folder_lock(path, 'feature store')
 
 # %% ../nbs/02_store.ipynb #d0651c43
 @patch

@@ -5,12 +5,13 @@
 # %% ../nbs/06_train.ipynb #a7ccf10e
 from __future__ import annotations
 import csv, json, math, os, random, sys, time, warnings
+from contextlib import ExitStack
 from pathlib import Path
 import numpy as np, torch
 from tqdm.auto import tqdm
 from .data import load_dataset
 from .spatial import resolve_dtype
-from .store import FeatureStore, recipe_of
+from .store import Busy, DiskFull, FeatureStore, folder_lock, recipe_of
 from .config import RunConfig, TrainConfig
 from .model import FeatureData, build_model, prompt_examples, translate_data
 from .checkpoint import has_checkpoint, load_checkpoint, save_checkpoint, set_rng_state
@@ -178,15 +179,12 @@ def _begin(cfg: RunConfig, store, train_data, model, step: int) -> RunLog:
     return RunLog(run / 'log.csv', keep_until=step if cfg.train.resume else None)
 
 # %% ../nbs/06_train.ipynb #79f02fd2
-def train(cfg: RunConfig, # the run: data, model and training settings
-          stop_after: int | None = None, # stop after this many steps (as a crash would; resume continues)
-          progress: bool = True, # show a progress bar
-         ) -> dict:
-    "Train SpaMo (VT-Align warm-up, then joint SA + LoRA training); returns the run's summary."
+def _train(cfg: RunConfig, acc, stop_after: int | None, progress: bool, held: ExitStack) -> dict:
+    "`train`'s work; the main process holds the run's writer lock (`held` releases it) from the end of `_setup` on."
     t, run = cfg.train, Path(cfg.train.run_dir)
     last, best_dir = _checkpoint_dirs(run, t.resume)
-    acc = make_accelerator(t.precision)
     store, train_data, dev_data, examples, model, params, opt, sched = _setup(cfg, acc)
+    if acc.is_main_process: held.enter_context(folder_lock(run, 'run', wait=False))   # one writer per run: a second is refused
     step, best, best_step = _resume(last, model, opt, sched, t.resume)
     log = _begin(cfg, store, train_data, model, step) if (main := acc.is_main_process) else None
     ddp, done, sums = acc.prepare(model), step, dict(loss=float('nan'))
@@ -208,6 +206,15 @@ def train(cfg: RunConfig, # the run: data, model and training settings
     if main: (run / 'summary.json').write_text(json.dumps(summary, indent=2)); log.plot()
     return summary
 
+# %% ../nbs/06_train.ipynb #6e26d930
+def train(cfg: RunConfig, # the run: data, model and training settings
+          stop_after: int | None = None, # stop after this many steps (as a crash would; resume continues)
+          progress: bool = True, # show a progress bar
+         ) -> dict:
+    "Train SpaMo (VT-Align warm-up, then joint SA + LoRA training); returns the run's summary."
+    with ExitStack() as held:   # the run's writer lock, taken by `_train` once the run's inputs are checked
+        return _train(cfg, make_accelerator(cfg.train.precision), stop_after, progress, held)
+
 # %% ../nbs/06_train.ipynb #bbf101cf
 def train_cli(argv: list[str] | None = None) -> int:
     "`spamo train`: the training job of nbs/06_train.ipynb without Jupyter; 2 for a bad config or parameter."
@@ -226,5 +233,6 @@ def train_cli(argv: list[str] | None = None) -> int:
     if a.dry_run: print(json.dumps(dict(preset=params.get('preset', 'paper'), **preset_diff(flat)), indent=1)); return 0
     if flat['llm'] == 'tiny':
         print("spamo train: llm 'tiny' is built by the notebook and `spamo demo`; pass a hub name or a local folder", file=sys.stderr); return 2
-    print(json.dumps(train(resolve_config(**flat), stop_after=a.stop_after), indent=2))
-    return 0
+    try: summary = train(resolve_config(**flat), stop_after=a.stop_after)
+    except (Busy, FileExistsError, DiskFull) as e: print(f'spamo train: {e}', file=sys.stderr); return 2
+    print(json.dumps(summary, indent=2)); return 0

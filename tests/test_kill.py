@@ -18,7 +18,7 @@ STEPS = 8
 # save; PAUSE_IN_SAVE_AT=s writes PAUSED and waits for ever inside step s's checkpoint write (while `last.tmp` exists).
 SCRIPT = r'''
 import json, os, pathlib, signal, sys, time, torch
-import spamo.train
+import spamo.train, spamo.checkpoint
 from spamo.presets import resolve_config
 from spamo.checkpoint import save_checkpoint
 env, now = lambda k: int(os.environ.get(k, 0)), {}
@@ -27,17 +27,17 @@ def pause():
     while True: time.sleep(1)
 def save(path, *a, **kw):
     now['step'] = a[3]; return save_checkpoint(path, *a, **kw)
-rename, tsave, add = pathlib.Path.rename, torch.save, spamo.train.RunLog.add
+rename, write, add = pathlib.Path.rename, spamo.checkpoint.write_atomic, spamo.train.RunLog.add
 def kill_rename(self, target):
     if self.name == 'last.tmp' and now.get('step') == env('KILL_BETWEEN_RENAMES_AT'): os.kill(os.getpid(), signal.SIGKILL)
     return rename(self, target)
-def paused_save(obj, f, *a, **kw):
-    if now.get('step') == env('PAUSE_IN_SAVE_AT') and 'last.tmp' in str(f): pause()
-    return tsave(obj, f, *a, **kw)
+def paused_write(path, *a, **kw):
+    if now.get('step') == env('PAUSE_IN_SAVE_AT') and 'last.tmp' in str(path) and path.name == 'state.pt': pause()
+    return write(path, *a, **kw)
 def paused_add(self, **row):
     add(self, **row)
     if row.get('step') == env('PAUSE_AFTER_ROW'): now['step'] = row['step']; pause()
-spamo.train.save_checkpoint, pathlib.Path.rename, torch.save, spamo.train.RunLog.add = save, kill_rename, paused_save, paused_add
+spamo.train.save_checkpoint, pathlib.Path.rename, spamo.checkpoint.write_atomic, spamo.train.RunLog.add = save, kill_rename, paused_write, paused_add
 spamo.train.train(resolve_config(**json.loads(sys.argv[1])), progress=False)
 '''
 
