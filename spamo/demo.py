@@ -4,15 +4,13 @@
 
 # %% ../nbs/09_demo.ipynb #25677fc4
 from __future__ import annotations
-import argparse, json, random, sys, time, warnings
+import argparse, json, time, warnings
 from contextlib import contextmanager
 from pathlib import Path
 import torch
-from tqdm.auto import tqdm
-from .data import LANGUAGES, load_dataset
+from .data import load_dataset
 from .features import extract
-from .llm import Causal, pad_right
-from .prompt import build_prompt
+from .tiny import prepare_tiny_llm
 from .config import RunConfig
 from .checkpoint import has_checkpoint
 from .presets import at_steps, resolve_config
@@ -20,132 +18,7 @@ from .train import train
 from .evaluate import evaluate_run
 
 # %% auto #0
-__all__ = ['SPECIALS', 'CHATML', 'LAYOUTS', 'CAUSAL_DEMO', 'DEMO', 'DEMO_LLMS', 'train_tokenizer', 'tiny_t5', 'tiny_causal',
-           'mask_words', 'pretrain_denoiser', 'pretrain_causal', 'prepare_synthsign', 'prepare_tiny_llm', 'demo_config',
-           'demo', 'demo_cli']
-
-# %% ../nbs/09_demo.ipynb #dab6b244
-SPECIALS = ['<pad>', '</s>', '<unk>', '<extra_id_0>']  # ids 0, 1, 2, 3: T5's pad, eos and unk ids, then a mask sentinel
-CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-          "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
-LAYOUTS = {  # special tokens (ids 0-3), the post-processor's template for one text, the tokenizer's named tokens
-    't5': (SPECIALS, '$A </s>', dict(pad_token='<pad>', eos_token='</s>', unk_token='<unk>')),
-    'llama': (['<unk>', '<s>', '</s>', '<extra_id_0>'], '<s> $A', dict(bos_token='<s>', eos_token='</s>', unk_token='<unk>')),
-    'qwen': (['<|endoftext|>', '<|im_start|>', '<|im_end|>', '<extra_id_0>', '<unk>'], '$A',
-             dict(pad_token='<|endoftext|>', eos_token='<|im_end|>', unk_token='<unk>'))}
-
-# %% ../nbs/09_demo.ipynb #d81a4408
-def train_tokenizer(sentences:list,      # training text (target sentences, prompts)
-                    vocab_size:int=2000, # at most this many tokens
-                    kind:str='bpe',      # 'bpe', 'wordlevel' or 'unigram'
-                    layout:str='t5',     # special tokens as in 't5', 'llama' or 'qwen' tokenizers (`LAYOUTS`)
-                   ):
-    "Train a tokenizer on `sentences`, T5-style by default (pad 0, eos 1, unk 2, eos appended)."
-    from tokenizers import Tokenizer, models, trainers, pre_tokenizers, decoders, processors
-    from transformers import PreTrainedTokenizerFast
-    kinds = {'bpe': (models.BPE(unk_token='<unk>'), trainers.BpeTrainer),
-             'wordlevel': (models.WordLevel(unk_token='<unk>'), trainers.WordLevelTrainer),
-             'unigram': (models.Unigram(), trainers.UnigramTrainer)}
-    if kind not in kinds: raise ValueError(f'unknown tokenizer kind {kind!r}; known: {", ".join(kinds)}')
-    if layout not in LAYOUTS: raise ValueError(f'unknown tokenizer layout {layout!r}; known: {", ".join(LAYOUTS)}')
-    (model, trainer), (specials, single, named) = kinds[kind], LAYOUTS[layout]
-    extra = dict(unk_token='<unk>') if kind == 'unigram' else {}
-    tk = Tokenizer(model)
-    tk.pre_tokenizer, tk.decoder = pre_tokenizers.Metaspace(), decoders.Metaspace()
-    text = list(sentences) + (['user assistant system\n'] if layout == 'qwen' else [])   # the chat template's words
-    tk.train_from_iterator(text, trainer(vocab_size=vocab_size, special_tokens=specials, **extra))
-    if layout == 't5': tk.post_processor = processors.TemplateProcessing(single='$A </s>', pair='$A </s> $B </s>', special_tokens=[('</s>', 1)])
-    elif layout == 'llama': tk.post_processor = processors.TemplateProcessing(single=single, pair='<s> $A <s> $B', special_tokens=[('<s>', 1)])
-    t = PreTrainedTokenizerFast(tokenizer_object=tk, additional_special_tokens=['<extra_id_0>'], **named)
-    if layout == 'qwen': t.chat_template = CHATML
-    return t
-
-# %% ../nbs/09_demo.ipynb #4b987838
-def tiny_t5(tokenizer,           # its vocabulary sets the embedding size
-            d_model:int=128,     # width
-            layers:int=2,        # encoder layers (and as many decoder layers)
-            heads:int=4,         # attention heads
-            d_ff:int=256,        # feed-forward width
-            dropout:float=0.1,   # dropout rate
-            seed:int=0,          # weight initialisation seed
-           ):
-    "A small T5 with random weights for tests and the offline demo."
-    from transformers import T5Config, T5ForConditionalGeneration
-    cfg = T5Config(vocab_size=len(tokenizer), d_model=d_model, d_kv=d_model // heads, d_ff=d_ff, num_layers=layers,
-                   num_decoder_layers=layers, num_heads=heads, feed_forward_proj='gated-gelu', dropout_rate=dropout,
-                   pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, decoder_start_token_id=tokenizer.pad_token_id)
-    torch.manual_seed(seed)
-    return T5ForConditionalGeneration(cfg)
-
-# %% ../nbs/09_demo.ipynb #c4a1f022
-def tiny_causal(tokenizer,           # its vocabulary sets the embedding size; its BOS, EOS and padding ids go into the config
-                d_model:int=128, layers:int=2, heads:int=4, d_ff:int=256, # width, decoder layers, attention heads, feed-forward width
-                arch:str='llama',    # 'llama' (LlamaForCausalLM) or 'qwen2' (Qwen2ForCausalLM)
-                seed:int=0):         # weight initialisation seed
-    "A small decoder-only LM with random weights for tests and the offline demo."
-    import transformers as tf
-    archs = dict(llama=(tf.LlamaConfig, tf.LlamaForCausalLM), qwen2=(tf.Qwen2Config, tf.Qwen2ForCausalLM))
-    if arch not in archs: raise ValueError(f'unknown arch {arch!r}; known: {", ".join(archs)}')
-    config, model = archs[arch]
-    cfg = config(vocab_size=len(tokenizer), hidden_size=d_model, intermediate_size=d_ff, num_hidden_layers=layers, num_attention_heads=heads,
-                 num_key_value_heads=heads, max_position_embeddings=1024, tie_word_embeddings=False, bos_token_id=tokenizer.bos_token_id,
-                 eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-    torch.manual_seed(seed)
-    return model(cfg)
-
-# %% ../nbs/09_demo.ipynb #acc8f3e0
-def mask_words(sentence:str, ratio:float, rng:random.Random, mask:str='<extra_id_0>') -> str:
-    "Replace `ratio` of the words of `sentence` (at least one) by `mask`."
-    words = sentence.split()
-    if not words: return sentence
-    for i in rng.sample(range(len(words)), max(1, round(ratio * len(words)))): words[i] = mask
-    return ' '.join(words)
-
-# %% ../nbs/09_demo.ipynb #aa88547d
-def pretrain_denoiser(model, tokenizer,
-                      sentences:list,          # text in the target language
-                      steps:int=600,           # optimizer steps (the demo's ~1 minute on a 2-core CPU)
-                      mask_ratio:float=0.3,    # share of words masked in each input
-                      batch_size:int=32, lr:float=1e-3, seed:int=0,
-                      progress:bool=False,     # show a progress bar with the loss
-                     ) -> tuple:
-    "Train all of `model` to restore masked sentences; returns the model (in eval mode) and each step's loss."
-    rng, mask = random.Random(seed), ('<extra_id_0>' if '<extra_id_0>' in tokenizer.get_vocab() else tokenizer.unk_token)
-    dev, sentences = next(model.parameters()).device, list(sentences)
-    opt, losses = torch.optim.AdamW(model.parameters(), lr=lr), []
-    model.train()
-    for _ in (bar := tqdm(range(steps), desc='pretrain LLM', disable=not progress, leave=False)):
-        ys = rng.choices(sentences, k=batch_size)
-        x = tokenizer([mask_words(y, mask_ratio, rng, mask) for y in ys], padding=True, truncation=True, return_tensors='pt').to(dev)
-        labels = tokenizer(ys, padding=True, truncation=True, return_tensors='pt').input_ids.to(dev)
-        loss = model(**x, labels=labels.masked_fill(labels == tokenizer.pad_token_id, -100)).loss
-        opt.zero_grad(); loss.backward(); opt.step(); losses.append(loss.item())
-        if progress and len(losses) % 10 == 0: bar.set_postfix(loss=f'{losses[-1]:.3f}')
-    return model.eval(), losses
-
-# %% ../nbs/09_demo.ipynb #c4a1f025
-def pretrain_causal(model, tokenizer,
-                    sentences:list,          # text in the target language
-                    steps:int=600, mask_ratio:float=0.3, batch_size:int=32, lr:float=1e-3, seed:int=0,
-                    language:str='de',       # language of the prompt
-                    progress:bool=False) -> tuple:
-    "Train all of decoder-only `model` to restore masked sentences after the prompt; returns the model (eval mode) and the losses."
-    rng, mask = random.Random(seed), ('<extra_id_0>' if '<extra_id_0>' in tokenizer.get_vocab() else tokenizer.unk_token)
-    Causal.setup(model, tokenizer)
-    dev, sentences, start = next(model.parameters()).device, list(sentences), Causal.start(tokenizer)
-    prompt = tokenizer(build_prompt(language), add_special_tokens=False).input_ids
-    opt, losses = torch.optim.AdamW(model.parameters(), lr=lr), []
-    model.train()
-    for _ in (bar := tqdm(range(steps), desc='pretrain LLM', disable=not progress, leave=False)):
-        ys = rng.choices(sentences, k=batch_size)
-        ctx = [start + x + prompt for x in tokenizer([mask_words(y, mask_ratio, rng, mask) for y in ys], add_special_tokens=False).input_ids]
-        tgt = [y + [tokenizer.eos_token_id] for y in tokenizer(ys, add_special_tokens=False).input_ids]
-        ids, m = pad_right([c + t for c, t in zip(ctx, tgt)], tokenizer.pad_token_id)
-        labels, _ = pad_right([[-100] * len(c) + t for c, t in zip(ctx, tgt)], -100)
-        loss = model(input_ids=ids.to(dev), attention_mask=m.to(dev), labels=labels.to(dev)).loss
-        opt.zero_grad(); loss.backward(); opt.step(); losses.append(loss.item())
-        if progress and len(losses) % 10 == 0: bar.set_postfix(loss=f'{losses[-1]:.3f}')
-    return model.eval(), losses
+__all__ = ['DEMO', 'DEMO_LLMS', 'prepare_synthsign', 'demo_config', 'demo', 'demo_cli']
 
 # %% ../nbs/09_demo.ipynb #7ca69fa6
 def prepare_synthsign(out, # folder for the dataset and its feature store
@@ -163,30 +36,6 @@ def prepare_synthsign(out, # folder for the dataset and its feature store
     for split in ('train', 'dev', 'test'):
         extract(load_dataset('phoenix14t', root, split), out / 'features', 'tiny', 'tiny', progress=progress, recipe='spamo')  # the demo's BLEU is measured on these
     return root, out / 'features'
-
-# %% ../nbs/09_demo.ipynb #20b9e530
-CAUSAL_DEMO = dict(model=dict(layers=4, heads=4, d_ff=512), pretrain=dict())  # the demo's tiny Llama: its shape, its pretraining
-
-# %% ../nbs/09_demo.ipynb #31af77de
-def prepare_tiny_llm(sentences: list[str], # target-language training sentences
-                     out, # folder the model and tokenizer are saved to (load it by this path)
-                     steps: int = 600, # denoiser pretraining steps
-                     d_model: int = 128, seed: int = 0, progress: bool = False,
-                     family: str = 'seq2seq') -> Path: # 'seq2seq' (tiny T5) or 'causal' (tiny Llama, `CAUSAL_DEMO` sizes)
-    "A tiny T5 (or Llama) and tokenizer trained here on `sentences` (denoising), saved to `out`."
-    if family not in ('seq2seq', 'causal'): raise ValueError(f"family must be 'seq2seq' or 'causal', got {family!r}")
-    texts = list(sentences) + [build_prompt(l) for l in LANGUAGES]
-    if family == 'causal':
-        tok = train_tokenizer(texts, layout='llama')
-        model = tiny_causal(tok, d_model=d_model, seed=seed, **CAUSAL_DEMO['model'])
-        model, losses = pretrain_causal(model, tok, sentences, steps=steps, seed=seed, progress=progress, **CAUSAL_DEMO['pretrain'])
-    else:
-        tok = train_tokenizer(texts)
-        model = tiny_t5(tok, d_model=d_model, seed=seed)
-        model, losses = pretrain_denoiser(model, tok, sentences, steps=steps, seed=seed, progress=progress)
-    out = Path(out); model.save_pretrained(out); tok.save_pretrained(out)
-    (out / 'pretrain.json').write_text(json.dumps(dict(steps=len(losses), first_loss=losses[0], last_loss=losses[-1])))
-    return out
 
 # %% ../nbs/09_demo.ipynb #17c179a9
 DEMO = dict(n_train=2000, n_dev=200, n_test=200, size=64, pretrain_steps=600, max_steps=600)

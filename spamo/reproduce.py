@@ -186,7 +186,7 @@ def extract_jobs(feats: dict, dataset: str, root, store: Path, where: Path, proc
 # %% ../nbs/11_reproduce.ipynb #r11a0019
 def mini_llm(sentences: list, llm: dict, out: Path, seed: int = 0) -> str:
     "A tiny T5 of width `d_model` pretrained for `pretrain_steps` denoising steps (0: random weights), saved once."
-    from spamo.demo import prepare_tiny_llm, train_tokenizer, tiny_t5
+    from spamo.tiny import prepare_tiny_llm, train_tokenizer, tiny_t5
     from spamo.prompt import build_prompt
     from spamo.data import LANGUAGES
     path = out / f"llm-{_key(llm, seed, len(sentences))}"

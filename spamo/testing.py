@@ -15,7 +15,8 @@ from .spatial import cpu_has_bf16
 from .train import train
 from .spatial import TINY_CLIP, tiny_spatial
 from .motion import tiny_videomae_config, tiny_motion
-from .demo import (train_tokenizer, tiny_t5, tiny_causal, mask_words, pretrain_denoiser, pretrain_causal, prepare_synthsign, prepare_tiny_llm)
+from .tiny import train_tokenizer, tiny_t5, tiny_causal, mask_words, pretrain_denoiser, pretrain_causal, prepare_tiny_llm
+from .demo import prepare_synthsign
 
 # %% auto #0
 __all__ = ['TOY_SENTENCES', 'toy_batch', 'toy_manifest', 'write_avi', 'write_video', 'shared_data', 'smoke_data', 'tiny_llm',

@@ -16,11 +16,13 @@ from .config import RunConfig, TrainConfig
 from .model import FeatureData, build_model, prompt_examples, translate_data
 from .checkpoint import has_checkpoint, load_checkpoint, save_checkpoint, set_rng_state
 from .llm import check_vocabulary
+from .tiny import TINY_LLMS
 from .presets import read_params, resolve_params, resolve_config, preset_diff
 from .metrics import corpus_bleu, settings_for
 
 # %% auto #0
-__all__ = ['batch_indices', 'lr_at', 'dev_score', 'RunLog', 'make_accelerator', 'train_step', 'train', 'train_cli']
+__all__ = ['batch_indices', 'lr_at', 'dev_score', 'RunLog', 'make_accelerator', 'train_step', 'train', 'with_tiny_llm',
+           'train_cli']
 
 # %% ../nbs/06_train.ipynb #f506bc4b
 def batch_indices(n: int, # samples in the split
@@ -215,6 +217,16 @@ def train(cfg: RunConfig, # the run: data, model and training settings
     with ExitStack() as held:   # the run's writer lock, taken by `_train` once the run's inputs are checked
         return _train(cfg, make_accelerator(cfg.train.precision), stop_after, progress, held)
 
+# %% ../nbs/06_train.ipynb #b207a6f0
+def with_tiny_llm(cfg: RunConfig) -> RunConfig:
+    "A run whose `llm` names a tiny LLM (`TINY_LLMS`) gets one, built from its training sentences into `run_dir/llm` (once)."
+    if cfg.model.llm in TINY_LLMS:
+        out = Path(cfg.train.run_dir) / 'llm'
+        if not (out / 'config.json').exists():
+            TINY_LLMS[cfg.model.llm]([s.text for s in load_dataset(cfg.data.dataset, cfg.data.data_root, cfg.data.train_split)], out)
+        cfg.model.llm = str(out)
+    return cfg
+
 # %% ../nbs/06_train.ipynb #bbf101cf
 def train_cli(argv: list[str] | None = None) -> int:
     "`spamo train`: the training job of nbs/06_train.ipynb without Jupyter; 2 for a bad config or parameter."
@@ -231,8 +243,6 @@ def train_cli(argv: list[str] | None = None) -> int:
         flat = resolve_params(params, where=a.config or 'spamo train')
     except (ValueError, FileNotFoundError, yaml.YAMLError) as e: print(f'spamo train: {e}', file=sys.stderr); return 2
     if a.dry_run: print(json.dumps(dict(preset=params.get('preset', 'paper'), **preset_diff(flat)), indent=1)); return 0
-    if flat['llm'] == 'tiny':
-        print("spamo train: llm 'tiny' is built by the notebook and `spamo demo`; pass a hub name or a local folder", file=sys.stderr); return 2
-    try: summary = train(resolve_config(**flat), stop_after=a.stop_after)
-    except (Busy, FileExistsError, DiskFull) as e: print(f'spamo train: {e}', file=sys.stderr); return 2
+    try: summary = train(with_tiny_llm(resolve_config(**flat)), stop_after=a.stop_after)
+    except (Busy, FileExistsError, FileNotFoundError, ValueError, DiskFull) as e: print(f'spamo train: {e}', file=sys.stderr); return 2
     print(json.dumps(summary, indent=2)); return 0

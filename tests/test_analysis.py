@@ -43,7 +43,8 @@ def test_kde_entropy_tighter_is_lower():
 
 def _small_run(out: Path) -> Path:
     "A SpaMo run trained on a small SynthSign set (tiny encoders, a tiny T5), the way `spamo demo` trains, but smaller."
-    from spamo.demo import prepare_synthsign, prepare_tiny_llm
+    from spamo.demo import prepare_synthsign
+    from spamo.tiny import prepare_tiny_llm
     from spamo.presets import resolve_config
     from spamo.train import train
     from spamo.data import load_dataset

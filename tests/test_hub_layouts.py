@@ -9,7 +9,7 @@ from spamo.motion import MotionEncoder, clip_indices
 from spamo.llm import load_llm, llm_width
 from spamo.config import ModelConfig
 from spamo.model import build_model
-from spamo.demo import train_tokenizer, tiny_t5, tiny_causal
+from spamo.tiny import train_tokenizer, tiny_t5, tiny_causal
 from spamo.testing import TOY_SENTENCES
 
 torch.set_num_threads(1)
