@@ -9,21 +9,17 @@ from contextlib import ExitStack
 from pathlib import Path
 import torch
 from .data import VideoError, read_sample, load_dataset
-from .spatial import SpatialEncoder, RECIPES, check_recipe
+from .spatial import RECIPE, RECIPES, SpatialEncoder, default_spatial
 from .store import DiskFull, FeatureStore, store_settings, store_lock, write_record
 from .motion import MotionEncoder
 
 # %% auto #0
-__all__ = ['EXTRACTION', 'DEFAULT_SPATIAL', 'default_spatial', 'end_process_group', 'extract', 'extract_parser', 'extract_cli']
+__all__ = ['EXTRACTION', 'end_process_group', 'extract', 'extract_parser', 'extract_cli']
 
 # %% ../nbs/02a_features.ipynb #be8f65e4
-EXTRACTION = dict(recipe='official', pretrained='openai', scales='1,2', motion='MCG-NJU/videomae-large', stride=8, pooling='first',
+EXTRACTION = dict(recipe=RECIPE, pretrained='openai', scales='1,2', motion='MCG-NJU/videomae-large', stride=8, pooling='first',
                   dtype='auto', store_dtype='float16', on_error='skip', every=1)
-DEFAULT_SPATIAL = {'official': 'openai/clip-vit-large-patch14', 'spamo': 'ViT-L-14'}   # the spatial encoder by recipe
 
-def default_spatial(recipe:str|None=None) -> str:
-    "The spatial encoder a recipe reads when none is named."
-    return DEFAULT_SPATIAL[check_recipe(recipe or EXTRACTION['recipe'])]
 
 # %% ../nbs/02a_features.ipynb #44de220e
 def _prefetch(samples, every, size, depth:int=2):

@@ -12,7 +12,7 @@ from pathlib import Path
 from fastcore.basics import patch
 from .registry import Registry, auto_config, load_weights, read_json
 from .spatial import (as_frames, resize_crop, normalize, default_batch, resolve_dtype, IMAGENET_MEAN, IMAGENET_STD, seeded,
-                           check_recipe, ImageProcessing, image_processing, process_images, last_hidden, wrong_kind)
+                           RECIPE, check_recipe, ImageProcessing, image_processing, process_images, last_hidden, wrong_kind)
 
 # %% auto #0
 __all__ = ['POOLINGS', 'MOTION', 'clip_windows', 'clip_indices', 'HFVideo', 'videomae_backbone', 'VJEPA2Video', 'has_vjepa2',
@@ -165,7 +165,7 @@ class MotionEncoder(nn.Module):
 
 # %% ../nbs/02_motion.ipynb #8b5f2b6c
 @patch(cls_method=True)
-def from_name(cls:MotionEncoder, model='MCG-NJU/videomae-large', stride:int=8, pooling:str='first', seed:int=0, recipe:str='spamo'):
+def from_name(cls:MotionEncoder, model='MCG-NJU/videomae-large', stride:int=8, pooling:str='first', seed:int=0, recipe:str=RECIPE):
     "Build from a `MOTION` name, a transformers id / folder, or a `VideoMAEConfig` (random weights)."
     name = model if isinstance(model, str) else type(model).__name__
     fam = motion_family(model)

@@ -15,12 +15,13 @@ from fastcore.basics import patch
 from .registry import Registry, auto_config, load_weights
 
 # %% auto #0
-__all__ = ['CLIP_MEAN', 'CLIP_STD', 'IMAGENET_MEAN', 'IMAGENET_STD', 'RECIPES', 'MODES', 'SPATIAL', 'IMAGE_MODELS',
-           'VISION_TOWERS', 'TINY_CLIP', 'DTYPES', 'CPU_BF16_ENV', 'as_frames', 'resize_to', 'resize_crop', 'normalize',
-           'check_recipe', 'ImageProcessing', 'image_processing', 'resized_side', 'processor_crop', 'process_images',
-           's2_split', 's2_merge', 'last_hidden', 'OpenClipCLS', 'HFCLS', 'seeded', 'wrong_kind', 'open_clip_backbone',
-           'hf_backbone', 'spatial_family', 'spatial_backbone', 'tiny_spatial', 'mini_dinov2', 'cpu_has_bf16',
-           'resolve_dtype', 'default_batch', 'SpatialEncoder', 's2_images']
+__all__ = ['CLIP_MEAN', 'CLIP_STD', 'IMAGENET_MEAN', 'IMAGENET_STD', 'RECIPES', 'RECIPE', 'MODES', 'SPATIAL', 'IMAGE_MODELS',
+           'VISION_TOWERS', 'TINY_CLIP', 'DTYPES', 'CPU_BF16_ENV', 'DEFAULT_SPATIAL', 'as_frames', 'resize_to',
+           'resize_crop', 'normalize', 'check_recipe', 'ImageProcessing', 'image_processing', 'resized_side',
+           'processor_crop', 'process_images', 's2_split', 's2_merge', 'last_hidden', 'OpenClipCLS', 'HFCLS', 'seeded',
+           'wrong_kind', 'open_clip_backbone', 'hf_backbone', 'spatial_family', 'spatial_backbone', 'tiny_spatial',
+           'mini_dinov2', 'cpu_has_bf16', 'resolve_dtype', 'default_batch', 'SpatialEncoder', 'default_spatial',
+           's2_images']
 
 # %% ../nbs/01_spatial.ipynb #3665ec61
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -73,6 +74,7 @@ def normalize(x:torch.Tensor, # uint8 images, or float in [0, 1]
 
 # %% ../nbs/01_spatial.ipynb #r1c1pe02
 RECIPES = ('official', 'spamo')  # 'official': the authors' released features; 'spamo': this package's first reading
+RECIPE = 'official'   # the default, for encoders by name as for extraction (`spamo extract`, `extract`): the authors' features
 
 # %% ../nbs/01_spatial.ipynb #101f1646
 def check_recipe(recipe:str) -> str:
@@ -344,10 +346,18 @@ class SpatialEncoder(nn.Module):
         self.width, self.dim = backbone.width, backbone.width * len(self.scales)
         self.tokens = (self.image_size // backbone.patch) ** 2 + 1      # tokens per image, for the default batch
 
+# %% ../nbs/01_spatial.ipynb #1d414124
+DEFAULT_SPATIAL = {'official': 'openai/clip-vit-large-patch14', 'spamo': 'ViT-L-14'}   # the spatial encoder by recipe
+
+def default_spatial(recipe:str|None=None) -> str:
+    "The spatial encoder a recipe reads when none is named: the hub's CLIP ViT-L/14 (official), open_clip's (spamo)."
+    return DEFAULT_SPATIAL[check_recipe(recipe or RECIPE)]
+
 # %% ../nbs/01_spatial.ipynb #94ae49eb
 @patch(cls_method=True)
-def from_name(cls:SpatialEncoder, model='ViT-L-14', pretrained:str|None='openai', scales=(1, 2), seed:int=0, image_size=None, recipe:str='spamo'):
-    "Build from a `SPATIAL` name, an open_clip name (+ weights tag), or a transformers id / folder / config."
+def from_name(cls:SpatialEncoder, model=None, pretrained:str|None='openai', scales=(1, 2), seed:int=0, image_size=None, recipe:str=RECIPE):
+    "Build from a `SPATIAL` name, an open_clip name (+ weights tag), or a transformers id / folder / config (None: `default_spatial(recipe)`)."
+    model = default_spatial(recipe) if model is None else model
     fam = spatial_family(model)
     if fam not in ('open_clip', 'transformers'): pretrained = None   # registered names: random weights, seeded
     name = model if isinstance(model, str) else type(model).__name__

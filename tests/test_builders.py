@@ -54,7 +54,7 @@ def test_new_encoder_and_connector_extract_and_train(registered, tmp_path):
     store = FeatureStore(tmp_path / 'features')
     assert len(rep['extracted']) == 4 and (store.settings['spatial'], store.spatial_dim) == ('pooled-colour', 48)
     ran = store.settings['precision']                                                   # bf16 where the CPU has it, else fp32
-    direct = SpatialEncoder.from_name('pooled-colour').prepare('cpu', ran).encode(read_sample(samples[1])[0])
+    direct = SpatialEncoder.from_name('pooled-colour', recipe='spamo').prepare('cpu', ran).encode(read_sample(samples[1])[0])
     assert torch.allclose(store[samples[1].id]['spatial'], direct, atol=2e-3)          # same dtype; float16 storage
     cfg = resolve_config(dataset='manifest', data_root=str(tmp_path / 'toy' / 'manifest.csv'), features=str(store.path),
                              dev_split='train', llm=str(tiny_llm([s.text for s in samples], tmp_path / 'llm', steps=1)), llm_dtype='fp32', precision='fp32',

@@ -39,7 +39,8 @@ def test_extraction_defaults_agree_everywhere():
     "`spamo extract`, the Python `extract` and the extraction job's parameters take one record of defaults (`EXTRACTION`)."
     import inspect, json
     from pathlib import Path
-    from spamo.features import EXTRACTION, default_spatial, extract, extract_parser
+    from spamo.features import EXTRACTION, extract, extract_parser
+    from spamo.spatial import default_spatial
     a = vars(extract_parser().parse_args(['--dataset', 'manifest', '--root', 'r', '--out', 'o']))
     for k, v in EXTRACTION.items(): assert a[k] == v, (k, a[k], v)
     assert a['spatial'] is None and default_spatial(a['recipe']) == 'openai/clip-vit-large-patch14'   # the recipe's encoder

@@ -36,16 +36,16 @@ def test_clip_windows_frames():
 
 def test_batched_s2_equals_one_crop_at_a_time_and_bf16():
     frames = rng.integers(0, 256, (5, 72, 90, 3), dtype=np.uint8)
-    se = SpatialEncoder.from_name('tiny')
+    se = SpatialEncoder.from_name('tiny', recipe='spamo')
     z = se.encode(frames, batch_size=7)
     assert z.shape == (5, 256)
     assert (z - se.encode_reference(frames)).abs().max() < 1e-5
-    assert rel(SpatialEncoder.from_name('tiny').prepare('cpu', 'bf16').encode(frames), z) < 2e-2
-    me = MotionEncoder.from_name('tiny')
+    assert rel(SpatialEncoder.from_name('tiny', recipe='spamo').prepare('cpu', 'bf16').encode(frames), z) < 2e-2
+    me = MotionEncoder.from_name('tiny', recipe='spamo')
     v = rng.integers(0, 256, (20, 64, 64, 3), dtype=np.uint8)
     zm = me.encode(v)
     assert zm.shape == (2, 128)
-    assert rel(MotionEncoder.from_name('tiny').prepare('cpu', 'bf16').encode(v), zm) < 2e-2
+    assert rel(MotionEncoder.from_name('tiny', recipe='spamo').prepare('cpu', 'bf16').encode(v), zm) < 2e-2
 
 @slow
 def test_vit_l14_s2_shape():
@@ -104,7 +104,7 @@ def test_settings_mismatch_names_keys(tmp_path):
     samples = load_dataset('manifest', toy_manifest(tmp_path/'toy', lengths=[3]), 'train')
     extract(samples, tmp_path/'f', 'tiny', 'tiny', progress=False, recipe='spamo')
     with pytest.raises(ValueError, match='scales.*stride|stride'):
-        extract(samples, tmp_path/'f', SpatialEncoder.from_name('tiny', scales=(1,)), MotionEncoder.from_name('tiny', stride=4), progress=False)
+        extract(samples, tmp_path/'f', SpatialEncoder.from_name('tiny', scales=(1,), recipe='spamo'), MotionEncoder.from_name('tiny', stride=4, recipe='spamo'), progress=False)
 
 def test_cli_failure_exit_status(tmp_path):
     man = toy_manifest(tmp_path/'toy', lengths=[4, 5])

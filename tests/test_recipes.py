@@ -140,7 +140,7 @@ def test_extract_official_records_the_recipe_and_refuses_others(models, tmp_path
     with pytest.raises(ValueError, match="recipe 'official' \\(store\\) != 'spamo'"):
         extract(samples, tmp_path / 'f', models['clip'], models['mae'], dtype='fp32', store_dtype='float32', progress=False, recipe='spamo')
     with pytest.raises(ValueError, match="has recipe 'spamo', not 'official'"):
-        extract(samples, tmp_path / 'g', SpatialEncoder.from_name('tiny'), 'tiny', progress=False, recipe='official')
+        extract(samples, tmp_path / 'g', SpatialEncoder.from_name('tiny', recipe='spamo'), 'tiny', progress=False, recipe='official')
     se, me = encoders_from_settings(store.settings)                              # translation rebuilds the official encoders
     assert (se.recipe, me.recipe) == ('official', 'official')
     assert rel(se.encode(read_sample(samples[1])[0]), store[samples[1].id]['spatial']) < 1e-5
@@ -160,7 +160,7 @@ def test_cli_recipe_option(models, tmp_path):
 
 
 def test_store_without_recipe_opens_as_spamo(tmp_path):
-    st = store_settings(SpatialEncoder.from_name('tiny'), MotionEncoder.from_name('tiny'))
+    st = store_settings(SpatialEncoder.from_name('tiny', recipe='spamo'), MotionEncoder.from_name('tiny', recipe='spamo'))
     old = {k: v for k, v in st.items() if k != 'recipe'}
     s = FeatureStore(tmp_path / 'old', old, create=True)
     write_record(s.file('v'), 'v', torch.randn(3, 256), torch.randn(1, 128), old)
