@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_cli.ipynb #100350ac
 from __future__ import annotations
-import importlib, signal, sys, threading
+import importlib, os, signal, sys, threading
 from contextlib import contextmanager
 
 # %% auto #0
@@ -37,11 +37,17 @@ RESUME = {'extract': 're-run the same command: finished videos are skipped',
           'reproduce': 're-run the same command: finished rows are skipped',
           'import-features': 're-run the same command'}
 
-def _interrupt(signum, frame): raise KeyboardInterrupt(signal.Signals(signum).name)
+def _interrupt(signum, frame):
+    "SIGTERM as Ctrl-C in the command's process; a worker it forked (a pool) inherits this and just ends, as by default."
+    if os.getpid() != _MAIN[0]: signal.signal(signum, signal.SIG_DFL); os.kill(os.getpid(), signum)
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+_MAIN = [os.getpid()]   # the process that installed the handler (set again by `stops_cleanly`)
 
 @contextmanager
 def stops_cleanly(cmd:str):
     "Run a command so that SIGTERM stops it as Ctrl-C does, and a stop says what is kept and how to resume."
+    _MAIN[0] = os.getpid()
     old = signal.signal(signal.SIGTERM, _interrupt) if threading.current_thread() is threading.main_thread() else None
     try: yield
     except KeyboardInterrupt as e:

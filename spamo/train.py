@@ -189,7 +189,7 @@ def _train(cfg: RunConfig, acc, stop_after: int | None, progress: bool, held: Ex
     if acc.is_main_process: held.enter_context(folder_lock(run, 'run', wait=False))   # one writer per run: a second is refused
     step, best, best_step = _resume(last, model, opt, sched, t.resume)
     log = _begin(cfg, store, train_data, model, step) if (main := acc.is_main_process) else None
-    ddp, done, sums = acc.prepare(model), step, dict(loss=float('nan'))
+    ddp, done, sums = acc.prepare(model), step, dict(loss=float(log.rows[-1]['loss']) if log is not None and log.rows else float('nan'))   # resumed at the end: the last logged
     bar = tqdm(range(step, t.max_steps), initial=step, total=t.max_steps, desc='train', disable=not (progress and main))
     for step in bar:
         t0, sums = time.time(), train_step(acc, ddp, train_data, examples, t, step, params, opt, sched)
