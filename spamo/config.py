@@ -45,6 +45,9 @@ class ModelConfig:
     standardize: bool = False       # standardise features over each video before the adapter (off in the paper)
     vt_lambda: float = 0.1          # lambda of equation (2)
     num_examples: int = 1           # in-context example sentences in the prompt (appendix A; need translations)
+    max_prompt_len: int = 256       # prompt tokens kept (truncation; the authors' code: 512)
+    vt_pooling: str = 'masked'      # VT-Align pooling: masked (real positions) | official (the authors': padded positions too)
+    vt_tau: float = 1 / 0.07        # VT-Align's initial logit scale tau (CLIP's 1/0.07, as in the authors' code)
     blind: bool = False             # zero the video features (blind baseline)
     spatial_dim: int = 0            # width of Z_s (set from the feature store when training starts)
     motion_dim: int = 0             # width of Z_m (set from the feature store when training starts)
@@ -70,6 +73,8 @@ class TrainConfig:
     max_new_tokens: int = 64        # generated tokens
     seed: int = 0                   # seed
     resume: bool = False            # continue from the last checkpoint
+    schedule: str = 'paper'         # paper (linear warm-up, cosine to min_lr) | official (the authors': 10% linear warm-up, cosine to 0)
+    patience: int = 0               # stop after this many dev evaluations without a better score (0: never; the authors': 50)
 
 # %% ../nbs/05_config.ipynb #2c66bab6
 @dataclass

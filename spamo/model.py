@@ -29,9 +29,13 @@ class SpaMo(nn.Module):
                  lam:float=0.1,               # weight of the VT-Align loss in the joint stage (equation 2)
                  blind:bool=False,            # zero the video features (blind baseline)
                  max_prompt_len:int=256, max_target_len:int=128, # token limits (truncation)
-                 chat_template:bool=False):   # wrap the prompt in the tokenizer's chat template, where it has one
+                 chat_template:bool=False,    # wrap the prompt in the tokenizer's chat template, where it has one
+                 vt_pooling:str='masked',     # VT-Align means over real positions | 'official': padded ones too (the authors')
+                 vt_tau:float=1/0.07):        # VT-Align's initial logit scale
         super().__init__()
-        self.adapter, self.llm, self.tokenizer, self.temperature = adapter, llm, tokenizer, Temperature()
+        if vt_pooling not in ('masked', 'official'): raise ValueError(f"vt_pooling must be 'masked' or 'official', got {vt_pooling!r}")
+        self.adapter, self.llm, self.tokenizer, self.temperature = adapter, llm, tokenizer, Temperature(vt_tau)
+        self.vt_pooling = vt_pooling
         self.family = LLM_FAMILIES[family]
         self.family.setup(llm, tokenizer)     # e.g. a padding token for a tokenizer without one
         self.lam, self.blind, self.max_prompt_len, self.max_target_len = lam, blind, max_prompt_len, max_target_len
@@ -109,6 +113,7 @@ def forward(self:SpaMo, batch,
     z, z_mask = self.visual_tokens(batch)
     ids, mask = self.tokens(batch['text'], self.max_target_len, target=True)
     tm = self.family.text_mask(ids, mask)          # the target tokens VT-Align reads (causal: without the appended EOS)
+    if self.vt_pooling == 'official': z_mask, tm = torch.ones_like(z_mask), torch.ones_like(tm)   # the authors' mean: padding too
     vt = vt_align_loss(z, z_mask, text_embeddings(self.llm.get_input_embeddings(), ids, tm), tm, self.temperature)
     if stage == 'warmup': return dict(loss=vt, ce=None, vt=vt)
     x, xmask = self.llm_inputs(z, z_mask, batch)
@@ -148,7 +153,8 @@ def build_model(cfg:ModelConfig, # the model settings of a run
                               dropout=cfg.lora_dropout, targets=targets, family=cfg.llm_family, quant=cfg.llm_quant)
     adapter = ADAPTERS[cfg.adapter](spatial_dim or cfg.spatial_dim, motion_dim or cfg.motion_dim, llm_width(llm), hidden=cfg.adapter_hidden,
                                     mode=cfg.mode, standardize=cfg.standardize, connector=cfg.connector)
-    m = SpaMo(adapter, llm, tokenizer, cfg.llm_family, lam=cfg.vt_lambda, blind=cfg.blind, chat_template=cfg.chat_template)
+    m = SpaMo(adapter, llm, tokenizer, cfg.llm_family, lam=cfg.vt_lambda, blind=cfg.blind, chat_template=cfg.chat_template,
+              max_prompt_len=cfg.max_prompt_len, vt_pooling=cfg.vt_pooling, vt_tau=cfg.vt_tau)
     if cfg.llm_quant == 'none': return m.to(device)
     m.adapter.to(device); m.temperature.to(device)   # bitsandbytes placed the quantised LLM on its GPU already
     return m

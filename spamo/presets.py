@@ -11,8 +11,8 @@ import yaml
 from .config import DataConfig, ModelConfig, TrainConfig, RunConfig, config_from_params
 
 # %% auto #0
-__all__ = ['PAPER', 'FIELD_TYPES', 'PRESETS', 'CHOICES', 'AT_LEAST_ONE', 'check_setting', 'resolve_params', 'resolve_config',
-           'preset_diff', 'at_steps', 'read_params']
+__all__ = ['PAPER', 'FIELD_TYPES', 'PRESETS', 'CHOICES', 'POSITIVE', 'AT_LEAST_ONE', 'check_setting', 'resolve_params',
+           'resolve_config', 'preset_diff', 'at_steps', 'read_params']
 
 # %% ../nbs/05_presets.ipynb #96b122d1
 def _flat(cfg: RunConfig) -> dict: return {k: v for part in cfg.to_dict().values() for k, v in part.items()}
@@ -28,8 +28,9 @@ PRESETS = {
     'phoenix14t': dict(dataset='phoenix14t'),
     'how2sign': dict(dataset='how2sign', vt_warmup_steps=15000, max_steps=155640, eval_every=3891, save_every=3891),
     'csl_daily': dict(dataset='csl_daily', llm='google/mt5-xl', num_examples=0, max_steps=92000, eval_every=2300, save_every=2300),
-    'official': dict(dataset='phoenix14t', adapter='official', adapter_hidden=768, num_examples=1, vt_warmup_steps=0,
-                     vt_lambda=1.0, lr=6e-4, batch_size=1, grad_accum=2),
+    'official': dict(dataset='phoenix14t', adapter='official', adapter_hidden=768, num_examples=1, vt_warmup_steps=0,   # configs/phoenix14t-official.yaml
+                     vt_lambda=1.0, lr=6e-4, batch_size=8, grad_accum=2, schedule='official', max_steps=222000, eval_every=888,
+                     save_every=888, patience=50, vt_pooling='official', max_prompt_len=512),
     'demo': _DEMO | dict(max_steps=600, vt_warmup_steps=60, eval_every=120, save_every=120),      # 10% warm-up, 5 evaluations
     'miniature': _DEMO | dict(max_steps=200, vt_warmup_steps=20, eval_every=100, save_every=100),  # 10% warm-up, 2 evaluations
     'smoke': dict(run_dir='', llm='tiny', llm_dtype='fp32', precision='fp32', num_examples=0, adapter_hidden=64,
@@ -40,7 +41,9 @@ PRESETS = {
 # %% ../nbs/05_presets.ipynb #c07d445a
 _TYPES = {'int': (int,), 'float': (int, float), 'bool': (bool,), 'str': (str,)}
 CHOICES = dict(llm_dtype=('auto', 'bf16', 'fp16', 'fp32'), precision=('auto', 'bf16', 'fp16', 'fp32'),
-               mode=('both', 'spatial', 'motion'), llm_quant=('none', '4bit', '8bit'))
+               mode=('both', 'spatial', 'motion'), llm_quant=('none', '4bit', '8bit'),
+               vt_pooling=('masked', 'official'), schedule=('paper', 'official'))
+POSITIVE = ('vt_tau',)   # above 0 (a logit scale: its log is learnt)
 AT_LEAST_ONE = ('max_steps', 'batch_size', 'grad_accum', 'eval_every', 'save_every', 'num_beams', 'max_new_tokens', 'lora_r')
 
 # %% ../nbs/05_presets.ipynb #8b7bfae3
@@ -56,6 +59,7 @@ def check_setting(name:str, value, where:str='') -> object:
         raise ValueError(f"{at}{name}: {value!r} is not {'an' if kind == 'int' else 'a'} {kind}")
     if name in CHOICES and value not in CHOICES[name]: raise ValueError(f"{at}{name}: {value!r} is not one of {', '.join(CHOICES[name])}")
     if kind == 'float' and not math.isfinite(value): raise ValueError(f"{at}{name}: {value!r} is not a finite number")
+    if name in POSITIVE and value <= 0: raise ValueError(f"{at}{name}: {value!r} is not above 0")
     if kind in ('int', 'float') and (value < (1 if name in AT_LEAST_ONE else 0)):
         raise ValueError(f"{at}{name}: {value!r} is below {1 if name in AT_LEAST_ONE else 0}")
     return float(value) if kind == 'float' else value

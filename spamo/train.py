@@ -21,7 +21,7 @@ from .presets import read_params, resolve_params, resolve_config, preset_diff
 from .metrics import corpus_bleu, settings_for
 
 # %% auto #0
-__all__ = ['batch_indices', 'lr_at', 'dev_score', 'RunLog', 'make_accelerator', 'train_step', 'train', 'with_tiny_llm',
+__all__ = ['batch_indices', 'lr_at', 'run_lr', 'dev_score', 'RunLog', 'make_accelerator', 'train_step', 'train', 'with_tiny_llm',
            'train_cli']
 
 # %% ../nbs/06_train.ipynb #f506bc4b
@@ -45,6 +45,11 @@ def lr_at(step: int, lr: float, min_lr: float, warmup: int, total: int) -> float
     if step < warmup: return lr * (step + 1) / warmup
     p = min(1.0, (step - warmup) / max(1, total - warmup))
     return min_lr + (lr - min_lr) * 0.5 * (1 + math.cos(math.pi * p))
+
+def run_lr(t: TrainConfig, step: int) -> float:
+    "The run's learning rate at `step`: `schedule` 'paper' (`lr_warmup_steps`, cosine to `min_lr`) or 'official' (the authors': 10% warm-up, cosine to 0)."
+    warm, floor = (t.lr_warmup_steps, t.min_lr) if t.schedule == 'paper' else (int(0.1 * t.max_steps), 0.0)
+    return lr_at(step, t.lr, floor, warm, t.max_steps)
 
 # %% ../nbs/06_train.ipynb #4cbda4c9
 def dev_score(acc, model, data:FeatureData, examples, t:TrainConfig) -> float:
@@ -93,11 +98,15 @@ def make_accelerator(precision:str='auto'): # 'auto' (see `resolve_dtype`), 'bf1
     from accelerate.state import AcceleratorState
     cuda = torch.cuda.is_available()
     mp = {torch.bfloat16: 'bf16', torch.float16: 'fp16', torch.float32: 'no'}[resolve_dtype(precision, 'cuda' if cuda else 'cpu')]
-    if precision == 'auto' and os.environ.get('ACCELERATE_MIXED_PRECISION'): mp = os.environ['ACCELERATE_MIXED_PRECISION']
+    why = f"precision: {precision} in the run's settings" if precision != 'auto' else f"precision: auto on {'CUDA' if cuda else 'CPU'}"
+    if precision == 'auto' and os.environ.get('ACCELERATE_MIXED_PRECISION'):
+        mp, why = os.environ['ACCELERATE_MIXED_PRECISION'], "accelerate launch's mixed precision (its config file or flag)"
     if AcceleratorState._shared_state.get('_mixed_precision', mp) != mp:
         AcceleratorState._reset_state()   # an earlier run of this process chose another precision: renew it, keep the process group
     # LoRA gets no gradient in the warm-up stage: DDP must be told some parameters can be unused
-    return Accelerator(cpu=not cuda, mixed_precision=mp, kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+    acc = Accelerator(cpu=not cuda, mixed_precision=mp, kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+    acc.precision_from = why   # printed when training starts and kept in summary.json
+    return acc
 
 # %% ../nbs/06_train.ipynb #3fc895c7
 def _setup(cfg: RunConfig, acc):
@@ -119,7 +128,7 @@ def _setup(cfg: RunConfig, acc):
     groups = [dict(params=[p for n, p in named if 'temperature' not in n]),  # CLIP: no weight decay on the logit scale
               dict(params=[p for n, p in named if 'temperature' in n], weight_decay=0.0)]
     opt = torch.optim.AdamW(groups, lr=t.lr, betas=(0.9, 0.98), weight_decay=t.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_at(s, t.lr, t.min_lr, t.lr_warmup_steps, t.max_steps) / t.lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: run_lr(t, s) / t.lr)
     return store, train_data, dev_data, prompt_examples(cfg, train_data.samples), model, params, opt, sched
 
 # %% ../nbs/06_train.ipynb #e5cef969
@@ -171,8 +180,9 @@ def _resume(last, model, opt, sched, resume:bool) -> tuple[int, float, int]:
     st = load_checkpoint(last, model, opt, sched); set_rng_state(st['rng'])
     return st['step'], st['best'], st.get('best_step', 0)
 
-def _begin(cfg: RunConfig, store, train_data, model, step: int) -> RunLog:
-    "The main process opens the run: warns of truncated targets, writes config.json and features.json, opens the log."
+def _begin(cfg: RunConfig, store, train_data, model, step: int, acc, progress: bool) -> RunLog:
+    "The main process opens the run: says its precision, warns of truncated targets, writes config.json and features.json, opens the log."
+    if progress: print(f"training in mixed precision {acc.mixed_precision!r} on {acc.device} ({getattr(acc, 'precision_from', '')})")
     run = Path(cfg.train.run_dir)
     if (n := model.long_targets(texts := [s.text for s in train_data.samples])):
         warnings.warn(f'{n} of {len(texts)} training target sentences have more than max_target_len={model.max_target_len} tokens and are truncated to it')
@@ -188,9 +198,9 @@ def _train(cfg: RunConfig, acc, stop_after: int | None, progress: bool, held: Ex
     store, train_data, dev_data, examples, model, params, opt, sched = _setup(cfg, acc)
     if acc.is_main_process: held.enter_context(folder_lock(run, 'run', wait=False))   # one writer per run: a second is refused
     step, best, best_step = _resume(last, model, opt, sched, t.resume)
-    log = _begin(cfg, store, train_data, model, step) if (main := acc.is_main_process) else None
+    log = _begin(cfg, store, train_data, model, step, acc, progress) if (main := acc.is_main_process) else None
     ddp, done, sums = acc.prepare(model), step, dict(loss=float(log.rows[-1]['loss']) if log is not None and log.rows else float('nan'))   # resumed at the end: the last logged
-    bar = tqdm(range(step, t.max_steps), initial=step, total=t.max_steps, desc='train', disable=not (progress and main))
+    bar, patience_out = tqdm(range(step, t.max_steps), initial=step, total=t.max_steps, desc='train', disable=not (progress and main)), False
     for step in bar:
         t0, sums = time.time(), train_step(acc, ddp, train_data, examples, t, step, params, opt, sched)
         stage = sums.pop('stage')
@@ -200,11 +210,14 @@ def _train(cfg: RunConfig, acc, stop_after: int | None, progress: bool, held: Ex
             if score > best: best, best_step = score, done
             if main and best_step == done: save_checkpoint(best_dir, model, opt, sched, done, best, cfg, best_step)
         row['seconds'] = round(time.time() - t0, 3)
+        patience_out = bool(t.patience) and 'dev_bleu4' in row and done - best_step >= t.patience * t.eval_every   # early stopping
         if main: log.add(**row); bar.set_postfix(loss=f"{sums['loss']:.3f}", stage=stage)
-        if main and (done % t.save_every == 0 or done == t.max_steps): save_checkpoint(last, model, opt, sched, done, best, cfg, best_step)
+        if main and (done % t.save_every == 0 or done == t.max_steps or patience_out): save_checkpoint(last, model, opt, sched, done, best, cfg, best_step)
         acc.wait_for_everyone()
-        if stop_after is not None and done >= stop_after: break
-    summary = dict(run_dir=str(run), steps=done, best_dev_bleu4=best, best_step=best_step, last_loss=sums['loss'])
+        if patience_out and main and progress: print(f'stopped early at step {done}: no better dev BLEU-4 in {t.patience} evaluations since step {best_step}')
+        if patience_out or (stop_after is not None and done >= stop_after): break
+    summary = dict(run_dir=str(run), steps=done, best_dev_bleu4=best, best_step=best_step, last_loss=sums['loss'], stopped_early=patience_out and done < t.max_steps,
+                   mixed_precision=acc.mixed_precision, precision_from=getattr(acc, 'precision_from', ''))
     if main: (run / 'summary.json').write_text(json.dumps(summary, indent=2)); log.plot()
     return summary
 
