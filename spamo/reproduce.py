@@ -4,133 +4,19 @@
 
 # %% ../nbs/11_reproduce.ipynb #r11a0003
 from __future__ import annotations
-import argparse, hashlib, json, os, shlex, signal, subprocess, sys, time
-from dataclasses import dataclass, field, fields
+import argparse, csv, json, os, shlex, signal, statistics, subprocess, sys, time
+from dataclasses import dataclass
 from pathlib import Path
 import yaml
-from .config import config_fields
-from .presets import at_steps, check_setting, preset_diff, read_params
-from .metrics import PROTOCOLS
+from .presets import at_steps, preset_diff
 from .results import ANALYSIS_METRICS, write_results
+from .metrics import EvalSettings, bootstrap_intervals
+from .tables import MINIATURE, SMOKE, Row, TableSpec, load_table, repo_dir, row_settings, settings_key, table_names
 
 # %% auto #0
-__all__ = ['FEATURE_KEYS', 'LLM_KEYS', 'READS', 'BLIND', 'MINIATURE', 'SMOKE', 'Row', 'TableSpec', 'check_row', 'repo_dir',
-           'tables_dir', 'load_table', 'table_names', 'row_settings', 'Job', 'extract_jobs', 'mini_llm', 'random_llm',
-           'Plan', 'eval_jobs', 'plan_row', 'resolve', 'finished', 'read_metrics', 'run_plan', 'job_done', 'reproduce',
+__all__ = ['Job', 'extract_jobs', 'mini_llm', 'random_llm', 'Plan', 'eval_jobs', 'plan_row', 'resolve', 'finished',
+           'read_metrics', 'combine_seeds', 'pooled', 'add_statistics', 'run_plan', 'job_done', 'reproduce',
            'print_plans', 'run_row', 'select_rows', 'reproduce_cli']
-
-# %% ../nbs/11_reproduce.ipynb #r11a0006
-FEATURE_KEYS = ('spatial', 'pretrained', 'scales', 'motion', 'stride', 'pooling', 'recipe')  # 02a_features parameters
-LLM_KEYS = ('from_config', 'd_model', 'pretrain_steps')  # an LLM the runner builds (full: from_config; miniature: tiny T5)
-READS = ('trained', 'untrained adapter')  # analysis tables: the model a row reads
-
-# %% ../nbs/11_reproduce.ipynb #d9e48bae
-@dataclass
-class Row:
-    "One row of a paper table: what it changes, how it is scored, and the paper's numbers."
-    name: str
-    features: dict = field(default_factory=dict)   # extraction settings ({}: the config's feature store)
-    train: dict = field(default_factory=dict)      # RunConfig overrides
-    llm: dict = field(default_factory=dict)        # an LLM built by the runner (from_config: random weights of a hub config)
-    protocol: str = 'slt'                          # scoring protocol (spamo.metrics.PROTOCOLS)
-    paper: dict = field(default_factory=dict)      # metric -> the paper's number
-    miniature: dict = field(default_factory=dict)  # features / train / llm of the SynthSign miniature
-    read: str = 'trained'                          # analysis tables: 'trained' or 'untrained adapter'
-    run: bool = True                               # False: the paper's number only (a method not reimplemented)
-    notes: str = ''
-
-# %% ../nbs/11_reproduce.ipynb #da7ddd6a
-@dataclass
-class TableSpec:
-    "A paper table: its rows, the base training config, the metrics reported."
-    table: str
-    title: str
-    config: str          # base YAML of nbs/06_train.ipynb, relative to the repository
-    metrics: list
-    rows: list
-    analysis: bool = False   # run nbs/08_visual_tokens.ipynb on each row's run (Tables 5, 7)
-    bleurt: bool = False     # score BLEURT-20 too (Table 2; needs $BLEURT_CHECKPOINT)
-    miniature: dict = field(default_factory=dict)  # MINIATURE sizes this table changes
-    blind_baseline: Row | None = None  # true (or a row's overrides): the same training without the video, scored beside each row
-    path: str = ''
-
-BLIND = 'blind baseline (prompt only)'
-
-# %% ../nbs/11_reproduce.ipynb #r11a0007
-def _known(d, cls_or_keys, where: str, path) -> dict:
-    "`d` if its keys are known, else a ValueError naming the file and the keys."
-    if not isinstance(d, dict): raise ValueError(f'{path}: {where} must be a mapping, got {type(d).__name__}')
-    known = [f.name for f in fields(cls_or_keys)] if isinstance(cls_or_keys, type) else list(cls_or_keys)
-    bad = sorted(set(d) - set(known))
-    if bad: raise ValueError(f"{path}: unknown key(s) {bad} in {where}; known: {', '.join(known)}")
-    return d
-
-# %% ../nbs/11_reproduce.ipynb #5ae093e2
-def check_row(r: dict, metrics: list, path) -> Row:
-    "A validated `Row` of the spec at `path`."
-    where = f"row {r.get('name', '?')!r}"
-    row = Row(**_known(r, Row, where, path))
-    for part in (row.train, row.miniature.get('train', {})):
-        _known(part, sorted(config_fields()), f'{where} train (RunConfig fields)', path)
-        for k, v in part.items(): check_setting(k, v, f'{path}: {where} train')   # of the field's type, in its range
-    for part in (row.features, row.miniature.get('features', {})): _known(part, FEATURE_KEYS, f'{where} features', path)
-    for part in (row.llm, row.miniature.get('llm', {})): _known(part, LLM_KEYS, f'{where} llm', path)
-    _known(row.miniature, ('features', 'train', 'llm'), f'{where} miniature', path)
-    _known(row.paper, metrics, f'{where} paper (the table\'s metrics)', path)
-    if row.protocol not in PROTOCOLS: raise ValueError(f'{path}: {where}: unknown protocol {row.protocol!r}; known: {", ".join(PROTOCOLS)}')
-    if row.read not in READS: raise ValueError(f'{path}: {where}: read must be one of {READS}, got {row.read!r}')
-    return row
-
-# %% ../nbs/11_reproduce.ipynb #r11a0008
-def repo_dir() -> Path:
-    "The folder holding `nbs/` and `configs/`: $SPAMO_REPO, else the one above the installed package."
-    import spamo
-    return Path(os.environ.get('SPAMO_REPO') or Path(spamo.__file__).resolve().parents[1])
-
-def tables_dir() -> Path: return repo_dir() / 'configs' / 'tables'
-
-# %% ../nbs/11_reproduce.ipynb #669d0c9f
-def load_table(name) -> TableSpec:
-    "The spec of table `name` (`table3`, or a path to a YAML file), validated."
-    path = Path(name) if str(name).endswith(('.yaml', '.yml')) else tables_dir() / f'{name}.yaml'
-    if not path.exists():
-        known = sorted(p.stem for p in tables_dir().glob('*.yaml'))
-        raise ValueError(f"no table spec {path}; known tables: {', '.join(known)}")
-    d = _known(yaml.safe_load(path.read_text()) or {}, TableSpec, 'the spec', path)
-    missing = [k for k in ('table', 'title', 'config', 'metrics', 'rows') if k not in d]
-    if missing: raise ValueError(f'{path}: missing key(s) {missing}')
-    _known(d.get('miniature', {}), MINIATURE, 'miniature (sizes)', path)
-    rows = [check_row(r, d['metrics'], path) for r in d['rows']]
-    names = [r.name for r in rows]
-    if len(set(names)) != len(names): raise ValueError(f'{path}: duplicate row names {names}')
-    blind = d.get('blind_baseline') or None
-    if blind is not None:
-        b = dict(blind) if isinstance(blind, dict) else {}
-        blind = check_row(dict(name=BLIND, notes='not in the paper: the floor every row must beat') | b | dict(train=b.get('train', {}) | dict(blind=True)), [], path)
-    return TableSpec(**d | dict(rows=rows, path=str(path), blind_baseline=blind))
-
-def table_names() -> list[str]: return sorted(p.stem for p in tables_dir().glob('*.yaml'))
-
-# %% ../nbs/11_reproduce.ipynb #r11a0010
-MINIATURE = dict(n_train=160, n_dev=20, n_test=40, size=64, seed=0,  # SynthSign videos per split, frame size
-                 pretrain_steps=200, max_steps=200, d_model=128,       # tiny T5 denoising steps, SA + LoRA updates, T5 width
-                 evals=2, train={})                                   # dev evaluations per run; RunConfig overrides on top of demo_config
-SMOKE = MINIATURE | dict(n_train=24, n_dev=8, n_test=8, size=32, pretrain_steps=30, max_steps=4, evals=2,
-                         train=dict(batch_size=4, adapter_hidden=64, max_new_tokens=16))
-
-def _key(*parts) -> str: return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:10]
-
-# %% ../nbs/11_reproduce.ipynb #9d3cda1f
-def row_settings(spec: TableSpec, row: Row, sizes: dict | None = None, train: dict | None = None) -> dict:
-    "What `row` runs: features, LLM and training parameters (full scale, or the miniature when `sizes` is given); `train`: `--train` overrides."
-    extra = {k: check_setting(k, v, '--train') for k, v in (train or {}).items()}
-    if sizes is None:   # the table's config file: its preset (paper unless it names one: every job names its preset) and paths; then --train, then the row
-        return dict(features=dict(row.features), llm=dict(row.llm), train=dict(preset='paper') | read_params(repo_dir() / spec.config) | extra | row.train)
-    m = row.miniature
-    feats = {k: v for k, v in row.features.items() if k not in ('spatial', 'pretrained', 'motion', 'recipe')} | m.get('features', {})
-    feats = {k: v for k, v in feats.items() if not (k in ('spatial', 'motion') and v == 'tiny')}
-    llm = dict(d_model=sizes['d_model'], pretrain_steps=sizes['pretrain_steps']) | m.get('llm', {})
-    return dict(features=feats, llm=llm, train=sizes['train'] | extra | row.train | m.get('train', {}))
 
 # %% ../nbs/11_reproduce.ipynb #20bcc61d
 def _wait(proc: subprocess.Popen, grace: float = 15) -> int:
@@ -189,7 +75,7 @@ def mini_llm(sentences: list, llm: dict, out: Path, seed: int = 0) -> str:
     from spamo.tiny import prepare_tiny_llm, train_tokenizer, tiny_t5
     from spamo.prompt import build_prompt
     from spamo.data import LANGUAGES
-    path = out / f"llm-{_key(llm, seed, len(sentences))}"
+    path = out / f"llm-{settings_key(llm, seed, len(sentences))}"
     if (path / 'config.json').exists(): return str(path)
     d = llm['d_model']
     if llm['pretrain_steps']: prepare_tiny_llm(sentences, path, steps=llm['pretrain_steps'], d_model=d, seed=seed)
@@ -218,6 +104,7 @@ class Plan:
     run: Path
     jobs: list
     prepare: dict
+    seed: int = 0   # which training seed: the run's seed + this
 
 # %% ../nbs/11_reproduce.ipynb #5805ef61
 def _train_job(params: dict, run: Path, procs: int) -> Job:
@@ -237,12 +124,13 @@ def eval_jobs(spec: TableSpec, row: Row, run: Path, num_beams: int) -> list[Job]
     return jobs
 
 # %% ../nbs/11_reproduce.ipynb #r11a0022
-def plan_row(spec: TableSpec, row: Row, out: Path, sizes: dict | None = None, procs: int = 1, train: dict | None = None) -> Plan:
+def plan_row(spec: TableSpec, row: Row, out: Path, sizes: dict | None = None, procs: int = 1, train: dict | None = None,
+             seed: int = 0) -> Plan: # seed: the i-th training seed (the run's seed + i, a run of its own; 0: the run's own)
     "The jobs of `row` under `out` (full scale, or the miniature at `sizes`), with `train` overrides (`--train`) on every row."
     s, shared, prep, jobs = row_settings(spec, row, sizes, train), out / 'shared', {}, []
     t = dict(s['train'])
     if sizes is not None:
-        data = shared / f"synthsign-{_key({k: sizes[k] for k in ('n_train', 'n_dev', 'n_test', 'size', 'seed')})}"
+        data = shared / f"synthsign-{settings_key({k: sizes[k] for k in ('n_train', 'n_dev', 'n_test', 'size', 'seed')})}"
         root, store = data / 'synthsign', data / 'features'
         prep['data'] = (str(data), lambda: _mini_data(data, sizes))
         prep['llm'] = (f"llm {s['llm']} on {data.name}", lambda: mini_llm(_sentences(root), s['llm'], shared, sizes['seed']))
@@ -256,14 +144,15 @@ def plan_row(spec: TableSpec, row: Row, out: Path, sizes: dict | None = None, pr
         if 'from_config' in s['llm']: prep['llm'] = (f"random {s['llm']['from_config']}", lambda: random_llm(s['llm']['from_config'], shared))
     if s['features']:
         f = dict(recipe='spamo' if sizes is not None else 'official') | s['features']
-        store = shared / f"features-{dataset}-{_key(f, str(root))}"
+        store = shared / f"features-{dataset}-{settings_key(f, str(root))}"
         jobs += extract_jobs(f, dataset, root, store, store.parent / (store.name + '-jobs'), procs)
         t['features'] = str(store)
-    key = _key(s, sizes, row.protocol)  # rows of any table that run the same thing share one run
+    if seed: t['seed'] = t.get('seed', 0) + seed
+    key = settings_key(s, sizes, row.protocol, *[seed] * bool(seed))  # rows of any table that run the same thing share one run
     run = next(iter(sorted((out / 'runs').glob(f'*-{key}'))), out / 'runs' / f"{_slug(row.name)}-{key}")
     t |= dict(run_dir=str(run))
     jobs += [_train_job(t, run, procs), *eval_jobs(spec, row, run, t.get('num_beams', 5))]
-    return Plan(row, run, jobs, prep)
+    return Plan(row, run, jobs, prep, seed)
 
 # %% ../nbs/11_reproduce.ipynb #55f1e4dc
 def _slug(name: str) -> str: return ''.join(c if c.isalnum() else '-' for c in name.lower()).strip('-')[:40]
@@ -318,6 +207,48 @@ def _bleurt(run: Path) -> tuple:
     try: return bleurt_score([r['hypothesis'] for r in rows], [r['reference'] for r in rows]), ''
     except BleurtUnavailable as e: return None, str(e)
 
+# %% ../nbs/11_reproduce.ipynb #6820b66e
+def combine_seeds(spec: TableSpec, recs: list) -> dict:
+    "One record of a row from its seeds' records: each metric's mean, `_std` and `_seeds`; one seed's record as it is."
+    if len(recs) == 1: return recs[0]
+    st = [r.get('status') for r in recs]
+    out = dict(recs[0]) | dict(seeds=len(recs), seconds=sum(r.get('seconds') or 0 for r in recs),
+                              status='failed' if 'failed' in st else 'done' if 'done' in st else st[0])
+    if 'failed' in st: out['error'] = '; '.join(f"seed +{i}: {r['error']}" for i, r in enumerate(recs) if r.get('error'))
+    for m in spec.metrics:
+        v = [r.get(m) for r in recs]
+        got = [x for x in v if x is not None and x == x]
+        out |= {m: statistics.mean(got) if got else None, f'{m}_std': statistics.stdev(got) if len(got) > 1 else None,
+                f'{m}_seeds': ';'.join('' if x is None or x != x else f'{x:.4f}' for x in v)}
+    return out
+
+# %% ../nbs/11_reproduce.ipynb #0746c43e
+def pooled(runs: list) -> tuple[list, list, EvalSettings] | None:
+    "A row's test translations and references over its seeds' runs (one run after another, sorted by id), and their settings; None if one is missing."
+    hyps, refs = [], []
+    for run in runs:
+        f = Path(run) / 'eval-test' / 'predictions.tsv'
+        if not f.exists(): return None
+        with f.open(encoding='utf-8', newline='') as fh: rows = sorted(csv.DictReader(fh, delimiter='\t'), key=lambda r: r['id'])
+        hyps += [r['hypothesis'] for r in rows]; refs += [r['reference'] for r in rows]
+    return hyps, refs, EvalSettings(**json.loads((Path(runs[0]) / 'eval-test' / 'metrics.json').read_text())['settings'])
+
+# %% ../nbs/11_reproduce.ipynb #41a1844b
+def add_statistics(spec: TableSpec, results: list, runs: list, say=print, resamples: int = 1000) -> None:
+    "Add to each row's record (in place) its 95% interval of BLEU-4 and ROUGE-L and its p-value against the table's `reference` row."
+    from spamo.evaluate import paired_significance   # the evaluation's paired test (it imports the model: only when needed)
+    ms = [m for m in ('bleu4', 'rouge_l') if m in spec.metrics]
+    got = {r['row']: pooled(rs) if r.get('status') in ('done', 'skipped') and ms else None for r, rs in zip(results, runs)}
+    ref = got.get(spec.reference)
+    for r in results:
+        if (p := got[r['row']]) is None: continue
+        ci = bootstrap_intervals(p[0], p[1], p[2], resamples)
+        r |= {f'{m}_{b}': ci[m][b] for m in ms for b in ('low', 'high')} | dict(reference_row=spec.reference or None)
+        if ref is None or r['row'] == spec.reference: continue
+        if ref[1] != p[1]: say(f"{r['row']}: not paired with {spec.reference!r} (other test sentences)"); continue
+        sig = paired_significance(p[0], ref[0], p[1], p[2], resamples=resamples, trials=1, name=spec.reference)
+        r |= {f'{m}_p': sig[m]['p_bs'] for m in ms}
+
 # %% ../nbs/11_reproduce.ipynb #r11a0030
 def _prepare(plans: list, log) -> tuple[dict, dict]:
     "Do each distinct piece of shared work once: (row name -> {name: built path}, row name -> error)."
@@ -358,7 +289,8 @@ def job_done(j: Job) -> bool:
 # %% ../nbs/11_reproduce.ipynb #r11a0032
 def reproduce(table, out='results', miniature: bool = False, rows: list | None = None, dry_run: bool = False,
               num_processes: int = 1, sizes: dict | None = None, verbose: bool = True, blind: bool = True,
-              train: dict | None = None) -> 'pd.DataFrame': # train: RunConfig overrides for every row (`--train`), at any scale
+              train: dict | None = None, # RunConfig overrides for every row (`--train`), at any scale
+              seeds: int = 1) -> 'pd.DataFrame': # training seeds per row (the shared work is done once)
     "Run the rows of `table` (all, or those named or numbered in `rows`) and its blind baseline; write the results CSV and PNG."
     spec, t0, out = load_table(table), time.time(), Path(out).resolve()   # jobs run in their run folders: paths must not be relative
     say = (lambda m: print(f'[{time.time() - t0:6.1f}s] {m}', flush=True)) if verbose else (lambda m: None)
@@ -366,17 +298,21 @@ def reproduce(table, out='results', miniature: bool = False, rows: list | None =
     tag = spec.table + ('-miniature' if miniature else '')
     work = Path(out) / ('miniature' if miniature else 'full')  # shared work and runs, common to every table
     floor = blind and spec.blind_baseline
-    plans = [plan_row(spec, r, work, sizes, num_processes, train) for r in select_rows(spec, rows) + ([floor] if floor else [])]
+    todo = select_rows(spec, rows) + ([floor] if floor else [])
+    plans = [plan_row(spec, r, work, sizes, num_processes, train, i) for r in todo for i in range(seeds)]
     if dry_run: return print_plans(spec, plans, floor)
     built, errors = _prepare(plans, say)
-    results = [run_row(spec, p, built.get(p.row.name, {}), errors.get(p.row.name), out, miniature, say) for p in plans]
+    recs = [run_row(spec, p, built.get(p.row.name, {}), errors.get(p.row.name), out, miniature, say) for p in plans]
+    results = [combine_seeds(spec, recs[i:i + seeds]) for i in range(0, len(recs), seeds)]
+    add_statistics(spec, results, [[p.run for p in plans[i:i + seeds]] for i in range(0, len(plans), seeds)], say)
     return write_results(spec, results[:-1] if floor else results, Path(out), tag, say, results[-1] if floor else None)
 
 # %% ../nbs/11_reproduce.ipynb #73357ddf
 def print_plans(spec: TableSpec, plans: list, floor) -> None:
     "What `--dry-run` shows: per row its shared work, the resolved training settings that differ from its preset, its commands."
     for p in plans:
-        print(f'# {spec.table}: {p.row.name}' + ('' if p.row.run else ' (paper only)') + (' (scored beside each row)' if p.row is floor else ''))
+        print(f'# {spec.table}: {p.row.name}' + f' (seed +{p.seed})' * bool(p.seed) + ('' if p.row.run else ' (paper only)')
+              + (' (scored beside each row)' if p.row is floor else ''))
         if p.prepare: print(f"#   shared work first: {', '.join(p.prepare)}")
         for j in p.jobs if p.row.run else []:
             if j.nb == '06_train.ipynb':
@@ -416,16 +352,19 @@ def reproduce_cli(argv: list[str] | None = None) -> int:
     p.add_argument('--dry-run', action='store_true', help='print the job commands (papermill / accelerate) and stop')
     p.add_argument('--out', default='results', help='results folder: <out>/<table>[-miniature].csv, .png and the runs')
     p.add_argument('--no-blind', action='store_true', help="skip the table's blind baseline (its `<metric>_blind` columns stay empty)")
-    p.add_argument('--num-processes', type=int, default=1, help='> 1: extraction and training as `accelerate launch` commands')
+    p.add_argument('--num-processes', type=int, default=1, help='> 1: extraction and training as `accelerate launch --num_processes N` commands (N overrides the number '
+                   'in `accelerate config`; its mixed precision still applies where a run says precision: auto)')
     p.add_argument('--train', nargs=2, action='append', default=[], metavar=('NAME', 'VALUE'), help='a RunConfig override for every row')
+    p.add_argument('--seeds', type=int, default=1, help="training seeds per row: the CSV holds each metric's mean, std and per-seed values")
     a = p.parse_args(argv)
+    if a.seeds < 1: p.error(f'--seeds must be at least 1, got {a.seeds}')
     tables = table_names() if a.table == 'all' else [a.table]
     mini = a.miniature or a.smoke
     sizes = (SMOKE if a.smoke else MINIATURE) if mini else None
     train = {k: yaml.safe_load(v) for k, v in a.train}   # on every row, full scale and miniature alike
     status = 0
     for t in tables:
-        try: df = reproduce(t, a.out, mini, a.rows, a.dry_run, a.num_processes, sizes and (sizes | load_table(t).miniature), blind=not a.no_blind, train=train)
+        try: df = reproduce(t, a.out, mini, a.rows, a.dry_run, a.num_processes, sizes and (sizes | load_table(t).miniature), blind=not a.no_blind, train=train, seeds=a.seeds)
         except ValueError as e: print(f'spamo reproduce: {e}', file=sys.stderr); return 2
         if df is not None and 'failed' in {*df.status, *df.get('blind_status', ())}: status = 1
     return status

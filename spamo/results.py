@@ -44,13 +44,15 @@ def plot_results(df, spec: 'TableSpec', path: Path) -> Path:
     "Ours and the paper's, one panel per metric, one pair of bars per row; the blind baseline dashed."
     import matplotlib; matplotlib.use('Agg')
     import matplotlib.pyplot as plt, numpy as np
-    fig, axes = plt.subplots(1, len(spec.metrics), figsize=(3.2 * len(spec.metrics) + 1, 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(spec.metrics), figsize=(3.2 * len(spec.metrics) + 1, 2.6 + 0.06 * max(map(len, df.row.astype(str)), default=0)), squeeze=False)
     x = np.arange(len(df))
+    has_paper = any(pd_float(df[f'{m}_paper']).any() for m in spec.metrics if f'{m}_paper' in df)
     for ax, m in zip(axes[0], spec.metrics):
         ours, paper = (pd_float(df[c]) for c in (m, f'{m}_paper'))
-        ax.bar(x - 0.2, ours, 0.4, yerr=interval_err(df, m), capsize=2, label='ours'); ax.bar(x + 0.2, paper, 0.4, label='paper')
+        if has_paper: ax.bar(x - 0.2, ours, 0.4, yerr=interval_err(df, m), capsize=2, label='ours'); ax.bar(x + 0.2, paper, 0.4, label='paper')
+        else: ax.bar(x, ours, 0.6, yerr=interval_err(df, m), capsize=2, label='ours')   # no paper numbers (an investigation): no empty bars
         if (b := blind_value(df, m)) is not None: ax.axhline(b, color='k', ls='--', lw=1, label='blind baseline')
-        ax.set_title(m); ax.set_xticks(x, [str(r)[:18] for r in df.row], rotation=40, ha='right', fontsize=7)
+        ax.set_title(m); ax.set_xticks(x, [str(r) for r in df.row], rotation=40, ha='right', fontsize=7)   # whole names
     fig.legend(*axes[0][0].get_legend_handles_labels(), loc='upper center', bbox_to_anchor=(0.5, 0.92), ncol=3, fontsize=7, frameon=False)
     fig.suptitle(f"{spec.title}{' (miniature: SynthSign, tiny models)' if bool(df.miniature.any()) else ''}", fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 0.86)); fig.savefig(path, dpi=110); plt.close(fig)
@@ -60,13 +62,13 @@ def plot_results(df, spec: 'TableSpec', path: Path) -> Path:
 def pd_float(s): return s.astype(float).fillna(0.0).to_numpy()
 
 # %% ../nbs/10a_result_files.ipynb #dfdc6612
-OPTIONAL = ('_low', '_high', '_p')  # per metric: 95% interval (low, high) and the p-value against the reference row
+OPTIONAL = ('_std', '_seeds', '_low', '_high', '_p')  # per metric: over seeds (std, values), 95% interval (low, high), p against the reference row
 
 # %% ../nbs/10a_result_files.ipynb #2e769ab5
 def optional_columns(results: list, metrics: list) -> list[str]:
-    "The interval and p-value columns (`<m>_low`, `<m>_high`, `<m>_p`, `reference_row`) that some record of `results` carries."
+    "The seed, interval and p-value columns (`<m>_std`, ..., `<m>_p`, `seeds`, `reference_row`) that some record of `results` carries."
     have = {k for r in results for k in r}
-    return [c for m in metrics for c in (m + x for x in OPTIONAL) if c in have] + ['reference_row'] * ('reference_row' in have)
+    return [c for m in metrics for c in (m + x for x in OPTIONAL) if c in have] + [c for c in ('seeds', 'reference_row') if c in have]
 
 # %% ../nbs/10a_result_files.ipynb #03d4f003
 def interval_err(df, m: str):
@@ -122,9 +124,10 @@ def results_markdown(csv, spec: 'TableSpec') -> str: # a results CSV of `spamo r
     df, path = pd.read_csv(csv), Path(csv)
     head = ['row', 'status', *spec.metrics]
     lines = [f"### {spec.title}{' (miniature)' if df.miniature.astype(bool).any() else ''}", '',
-             f"`{path.name}`: ours (paper) per cell.", '', '| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+             f"`{path.name}`: ours (paper) per cell" + (f", ours the mean ± std over {int(df.seeds.max())} seeds" if 'seeds' in df and df.seeds.notna().any() else '') + '.', '', '| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     for r in df.to_dict('records'):
-        cells = [' '.join(x for x in (fmt_number(r.get(m)), fmt_number(r.get(f'{m}_paper')) and f"({fmt_number(r.get(f'{m}_paper'))})") if x) for m in spec.metrics]
+        sd = lambda m: f" ± {fmt_number(r[f'{m}_std'])}" if fmt_number(r.get(f'{m}_std')) else ''   # over seeds
+        cells = [' '.join(x for x in (fmt_number(r.get(m)) + sd(m), fmt_number(r.get(f'{m}_paper')) and f"({fmt_number(r.get(f'{m}_paper'))})") if x) for m in spec.metrics]
         lines.append('| ' + ' | '.join([str(r['row']), str(r['status']), *cells]) + ' |')
     blind = {m: b for m in spec.metrics if (b := blind_value(df, m)) is not None}
     if blind: lines += ['', "Blind baseline (prompt only, the same training without the video; not in the paper): " +

@@ -139,7 +139,7 @@ def test_a_signal_stops_reproduce_and_its_job_which_resumes(tmp_path):
     "SIGTERM while a row's job runs: `spamo reproduce` exits 130 within seconds, leaves no job or kernel behind, and resumes."
     import psutil, yaml
     spec = yaml.safe_load((Path(__file__).resolve().parents[1] / 'configs' / 'tables' / 'table3.yaml').read_text())
-    spec['rows'] = [next(r for r in spec['rows'] if r['name'] == 'ME')]
+    spec['rows'], spec['reference'] = [next(r for r in spec['rows'] if r['name'] == 'ME')], 'ME'   # one row, its own reference
     (tmp_path / 'mini3.yaml').write_text(yaml.safe_dump(spec))
     cmd = [sys.executable, '-m', 'spamo.cli', 'reproduce', str(tmp_path / 'mini3.yaml'), '--smoke', '--out', 'results', '--no-blind']
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, cwd=tmp_path)

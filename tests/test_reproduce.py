@@ -12,7 +12,9 @@ ENV = os.environ | {'PYTHONPATH': os.pathsep.join(filter(None, [str(REPO), os.en
 
 
 def test_every_paper_table_has_a_spec():
-    assert table_names() == sorted(['table1', 'table2', 'table3', 'table4', 'table5', 'table7', 'table9', 'table10', 'figure4'])
+    paper = sorted(['table1', 'table2', 'table3', 'table4', 'table5', 'table7', 'table9', 'table10', 'figure4'])
+    assert table_names() == sorted(paper + ['vtalign', 'vtalign-data', 'vtalign-steps'])    # and three investigations, without paper numbers
+    assert not any(r.paper for n in ('vtalign', 'vtalign-data') for r in load_table(n).rows)
     t3 = load_table('table3')
     assert [r.paper.get('bleu4') for r in t3.rows] == [21.11, 8.36, 22.26, 24.32]       # the paper's four rows
     assert t3.blind_baseline.train == {'blind': True} and load_table('table4').blind_baseline is None
@@ -71,7 +73,7 @@ def test_dry_run_prints_every_tables_jobs(mode, tmp_path):
         for r in spec.rows + [spec.blind_baseline] * bool(spec.blind_baseline):
             assert f'# {spec.table}: {r.name}' in out, (spec.table, r.name)
     train = 'spamo.cli train' if mode[:1] == ['--num-processes'] else 'papermill ' + str(REPO / 'nbs' / '06_train.ipynb')
-    assert out.count(train) == sum(r.run for s in specs for r in s.rows) + sum(bool(s.blind_baseline) for s in specs) == 27
+    assert out.count(train) == sum(r.run for s in specs for r in s.rows) + sum(bool(s.blind_baseline) for s in specs) == 27 + 16
     assert out.count('07_evaluate.ipynb') == out.count(train)
     assert '08_visual_tokens.ipynb' in out and ('spamo.cli extract' if mode[:1] == ['--num-processes'] else '02a_features.ipynb') in out
     assert not list(tmp_path.iterdir())  # a dry run writes nothing
@@ -82,6 +84,7 @@ def test_smoke_miniature_skips_finished_rows_and_reports_failures(tmp_path, monk
     spec = yaml.safe_load((REPO / 'configs' / 'tables' / 'table3.yaml').read_text())
     assert spec['blind_baseline'] is True
     spec['rows'] = [next(r for r in spec['rows'] if r['name'] == 'ME'), dict(name='broken', train=dict(adapter='no-such-adapter'))]
+    spec['reference'] = 'ME'                                           # the table's own reference row is not among these
     (tmp_path / 'mini3.yaml').write_text(yaml.safe_dump(spec))
     monkeypatch.chdir(tmp_path)                                        # from a folder that is not the checkout, --out relative
     args = [str(tmp_path / 'mini3.yaml'), '--smoke', '--out', 'results']
@@ -102,6 +105,17 @@ def test_smoke_miniature_skips_finished_rows_and_reports_failures(tmp_path, monk
     assert blind != run and (blind / 'evaluate.ipynb').exists()
     scores = json.loads((blind / 'eval-test' / 'metrics.json').read_text())
     assert list(df.blind_status) == ['done'] * 2 and list(df.bleu4_blind) == [scores['bleu4']] * 2   # the same floor on every row
+    # two seeds: the first is the run above (skipped), the second a run of its own; mean, std and the values in the CSV
+    assert reproduce_cli(args + ['--rows', 'ME', '--no-blind', '--seeds', '2']) == 0
+    df = pd.read_csv(csv)
+    seeds = [float(v) for v in df.bleu4_seeds[0].split(';')]
+    assert df.seeds[0] == 2 and df.status[0] == 'done' and seeds[0] == pytest.approx(first, abs=1e-4), df.iloc[0].to_dict()
+    assert df.bleu4[0] == pytest.approx(sum(seeds) / 2, abs=1e-3) and df.bleu4_std[0] == pytest.approx(abs(seeds[0] - seeds[1]) / 2 ** 0.5, abs=1e-3)
+    assert df.bleu4_low[0] <= df.bleu4_high[0] and df.reference_row[0] == 'ME' and 'bleu4_p' not in df   # the reference gets no p
+    runs_dir = tmp_path / 'results' / 'miniature' / 'runs'   # ME's two runs: seed and seed + 1, each in a folder of its own
+    me = sorted(json.loads((p / 'config.json').read_text())['train']['seed'] for p in runs_dir.iterdir() if p.is_dir() and p.name.startswith('me-') and (p / 'config.json').exists())
+    first_seed = json.loads((run / 'config.json').read_text())['train']['seed']
+    assert set(me) == {first_seed, first_seed + 1}, me   # (earlier calls above ran ME under other settings too)
 
 
 JOBS = {  # job notebook -> papermill parameters of a smoke run (06_train and 07_evaluate: the smoke miniature above runs
@@ -138,3 +152,16 @@ def test_miniature(table, miniature_out):
         assert list(df.index) == ['SE', 'ME', 'SE + ME', 'SE + ME + VT-Align']
         full = df.loc['SE + ME + VT-Align', 'bleu4']
         assert full > df.loc['ME', 'bleu4'] and full > df.loc['SE + ME + VT-Align', 'bleu4_blind'], df[['bleu4', 'bleu4_blind']]
+
+
+def test_seeds_are_runs_of_their_own(tmp_path):
+    "`--seeds 3`: every row (and the blind baseline) trains three times, seed + 0, 1, 2, each in its own run folder; 0 is refused."
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf): assert reproduce_cli(['table3', '--dry-run', '--out', str(tmp_path), '--seeds', '3']) == 0
+    out = buf.getvalue()
+    assert out.count('06_train.ipynb') == 15 and out.count('(seed +1)') == out.count('(seed +2)') == 5
+    assert out.count('-p seed 1 ') + out.count('-p seed 1\n') == 5 and out.count('-p seed 2') == 5
+    spec = load_table('table3')
+    runs = {plan_row(spec, spec.rows[0], tmp_path, seed=i).run for i in range(3)}
+    assert len(runs) == 3 and plan_row(spec, spec.rows[0], tmp_path).run in runs
+    with contextlib.redirect_stderr(io.StringIO()), pytest.raises(SystemExit): reproduce_cli(['table3', '--dry-run', '--seeds', '0'])
