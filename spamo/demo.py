@@ -98,7 +98,9 @@ def _demo(run, n_train, n_dev, n_test, size, pretrain_steps, max_steps, seed, pr
         results[name] = evaluate_run(d, 'test', progress=progress, verbose=False)
     results['minutes'] = (time.time() - t0) / 60
     (run / f'demo{sfx}.json').write_text(json.dumps(results, indent=2, ensure_ascii=False))
-    say(f'test split ({n_test} videos), tiny random-initialised models:\n' + _table(results))
+    small = [k for k, v in dict(n_train=n_train, n_test=n_test, pretrain_steps=pretrain_steps, max_steps=max_steps).items() if v < DEMO[k]]
+    note = f"\nsmoke size ({', '.join(small)} below `spamo demo`'s): these numbers mean nothing" if small else ''
+    say(f'test split ({n_test} videos), tiny random-initialised models:\n' + _table(results) + note)
     return results
 
 # %% ../nbs/09_demo.ipynb #cf499c1d

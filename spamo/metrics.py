@@ -14,10 +14,10 @@ from sacrebleu.metrics.base import Metric, Score, Signature
 # %% auto #0
 __all__ = ['PROTOCOLS', 'BLEURT_HELP', 'SEED', 'SCORE_ROWS', 'EvalSettings', 'settings_for', 'normalize', 'corpus_bleu',
            'rouge_tokens', 'lcs_length', 'rouge_l', 'corpus_rouge_l', 'porter_stem', 'rouge_score_tokens',
-           'corpus_chrf', 'BleurtUnavailable', 'bleurt_score', 'RougeLSignature', 'RougeL', 'sacrebleu_seed',
-           'interval_metrics', 'bootstrap_intervals', 'score_corpus', 'write_metrics', 'evaluate_predictions',
-           'format_metrics', 'format_intervals', 'score_protocols', 'protocol_table', 'dedup_sort',
-           'gather_predictions', 'sentence_scores', 'worst_best', 'read_lines']
+           'corpus_chrf', 'BleurtUnavailable', 'bleurt_missing', 'bleurt_score', 'RougeLSignature', 'RougeL',
+           'sacrebleu_seed', 'interval_metrics', 'bootstrap_intervals', 'score_corpus', 'write_metrics',
+           'evaluate_predictions', 'format_metrics', 'format_intervals', 'score_protocols', 'protocol_table',
+           'dedup_sort', 'gather_predictions', 'sentence_scores', 'worst_best', 'read_lines']
 
 # %% ../nbs/05b_metrics.ipynb #3eff7c27
 @dataclass(frozen=True)
@@ -204,6 +204,14 @@ BLEURT_HELP = ("BLEURT needs the PyTorch BLEURT-20 checkpoint: the hub name luca
                "a folder holding its files (config.json, pytorch_model.bin, spm.model), passed as `checkpoint=` / "
                "`--bleurt-checkpoint` or in $BLEURT_CHECKPOINT; its tokenizer needs `pip install sentencepiece protobuf`")
 
+# %% ../nbs/05b_metrics.ipynb #64b559dd
+def bleurt_missing(ckpt:str, e:Exception) -> str:
+    "Why BLEURT did not load, in one line: what is missing, not the library's message."
+    if isinstance(e, ImportError): return f'a package BLEURT needs is not installed ({e.name or e})'
+    if isinstance(e, OSError) and not Path(ckpt).expanduser().exists():
+        return f'no BLEURT checkpoint: {ckpt!r} is not a local folder and the hub could not provide it (offline, or no cached copy)'
+    return f'the BLEURT checkpoint {ckpt!r} did not load ({type(e).__name__}: {(str(e).splitlines() or [""])[0][:200]})'
+
 # %% ../nbs/05b_metrics.ipynb #bac3b6b3
 def bleurt_score(hyps:list[str], refs:list[str],
                  checkpoint:str|None=None, # hub name or folder; default $BLEURT_CHECKPOINT, else lucadiliello/BLEURT-20
@@ -212,9 +220,9 @@ def bleurt_score(hyps:list[str], refs:list[str],
     "Mean BLEURT (x100) of `hyps` against `refs`; `BleurtUnavailable` says what is missing."
     ckpt = checkpoint or os.environ.get('BLEURT_CHECKPOINT') or 'lucadiliello/BLEURT-20'
     try:
-        from .bleurt import load_bleurt, bleurt_sentence_scores
+        from spamo.bleurt import load_bleurt, bleurt_sentence_scores   # absolute: the notebook imports it too
         model, tok = load_bleurt(ckpt, device)
-    except (ImportError, OSError, ValueError) as e: raise BleurtUnavailable(f'{BLEURT_HELP} (loading {ckpt!r} failed: {e})') from None
+    except (ImportError, OSError, ValueError) as e: raise BleurtUnavailable(f'{bleurt_missing(ckpt, e)}. {BLEURT_HELP}') from None
     scores = bleurt_sentence_scores(model, tok, hyps, refs, batch_size)
     return 100 * sum(scores) / max(len(scores), 1)
 

@@ -105,6 +105,8 @@ def translations_cli(argv:list[str]|None=None) -> int:
     p.add_argument('--languages', default='en,es,fr'); p.add_argument('--batch-size', type=int, default=16)
     p.add_argument('--device', default=None); p.add_argument('--no-progress', action='store_true')
     a = p.parse_args(argv)
+    if Path(a.out).suffix != '.jsonl':   # the prompt's loader reads a file by its extension: a .tsv name would not read back
+        print(f'spamo translations: --out {a.out}: the side file is JSONL, name it *.jsonl', file=sys.stderr); return 2
     try:
         if a.from_info: write_translations(read_info_ml(a.from_info), a.out)
         else:

@@ -22,10 +22,17 @@ copy of configs/, nbs/ and the other repository files the lines name (bench/gpu_
     - `# or: CMD` lines are alternatives to the line above them: they run in a second folder `alt/` that shares data/,
       configs/ and nbs/, the training one stopped after 3 of its 6 steps (`--stop-after 3`, as Ctrl-C would); the
       "Stopping and resuming" block runs there too, so `-p resume true` continues that stopped run.
+    The tutorials' sh blocks (nbs/tutorials/*.ipynb) run next, in the same folder, after the README's lines: a line
+    the README already ran (the same command) is not run twice. Their mapping, on top of the README's:
+    - `Qwen/Qwen2.5-1.5B-Instruct` -> a tiny Llama trained here for two steps, its tokenizer given ChatML (Qwen's chat
+      template); `configs/phoenix14t-qwen2.5-1.5b.yaml` -> the same file with `preset: smoke`, that tiny model as `llm`,
+      `llm_dtype: fp32` (a CPU) and `num_examples: 1`;
+    - `my_clip.mp4`, `other_clip.webm`, `clips/*.mp4` -> SynthSign test videos (the webm one encoded in VP9 here).
     Not run in (b), each for the reason `why_not_run` gives: the quick start (`pip install`, `spamo demo`, `nbdev_test`,
     `pytest`: CI runs them), `accelerate launch` (several GPUs), the authors' files (`import-features`,
     `import-checkpoint`, `--from-info` and the run they make), `spamo reproduce` without `--dry-run` (GPUs, or minutes
-    for `--miniature`: tests/test_reproduce.py runs it). (a) still parses them all.
+    for `--miniature`: tests/test_reproduce.py runs it), `accelerate config` (interactive), a 4-bit QLoRA config (CUDA
+    and bitsandbytes). (a) still parses them all, except `accelerate config`.
 """
 import argparse, contextlib, io, json, os, re, shlex, shutil, subprocess, sys
 from pathlib import Path
@@ -34,20 +41,22 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 INDEX = REPO / 'nbs' / 'index.ipynb'
+TUTORIALS = sorted((REPO / 'nbs' / 'tutorials').glob('*.ipynb'))
 N = dict(train=8, dev=2, test=2)     # SynthSign videos per split
 EXTRA = {'extract': ['--spatial', 'tiny', '--motion', 'tiny', '--no-progress'], 'translations': ['--no-progress']}
 SMOKE_NAMES = ('google/flan-t5-xl', 'facebook/nllb-200-distilled-600M')   # each -> the tiny T5 folder
-SHELL_VARS = {'$RANK': '0', '$MASTER': '127.0.0.1'}
+CAUSAL_NAMES = ('Qwen/Qwen2.5-1.5B-Instruct',)                             # each -> the tiny Llama folder
+SHELL_VARS = {'$RANK': '0', '$MASTER_ADDR': '127.0.0.1'}
 RESUME_SECTION = 'Stopping and resuming'
 
 
-def markdown() -> str: return '\n\n'.join(''.join(c['source']) for c in json.loads(INDEX.read_text())['cells'] if c['cell_type'] == 'markdown')
+def markdown(nb: Path = INDEX) -> str: return '\n\n'.join(''.join(c['source']) for c in json.loads(nb.read_text())['cells'] if c['cell_type'] == 'markdown')
 
 
-def fenced(kind: str) -> list[tuple[str, str]]:
-    "(section heading, body) of every ``` `kind` block of the README, in order."
+def fenced(kind: str, nb: Path = INDEX) -> list[tuple[str, str]]:
+    "(section heading, body) of every ``` `kind` block of the README (or notebook `nb`), in order."
     out, heading, body = [], '', None
-    for line in markdown().splitlines():
+    for line in markdown(nb).splitlines():
         if body is None:
             if m := re.match(r'#{2,4} (.+)', line): heading = m.group(1).strip()
             elif line.strip() == f'```{kind}': body = []
@@ -56,28 +65,46 @@ def fenced(kind: str) -> list[tuple[str, str]]:
     return out
 
 
-def commands() -> list[dict]:
-    "Every command line of the README's sh blocks: its section, text, `&&`-separated argv lists and whether it is an `# or:` alternative."
+def loops(lines: list[str]) -> list[str]:
+    "Lines with each `for V in a b c; do ... done` loop unrolled (`$V` and `${V}` replaced), as bash would run them."
+    out, i = [], 0
+    while i < len(lines):
+        m = re.fullmatch(r'for (\w+) in ([^;]+); do', lines[i].strip())
+        if not m: out.append(lines[i]); i += 1; continue
+        end = next(j for j in range(i + 1, len(lines)) if lines[j].strip() == 'done')
+        out += [re.sub(r'\$\{?' + m.group(1) + r'\b\}?', v, l) for v in m.group(2).split() for l in lines[i + 1:end]]
+        i = end + 1
+    return out
+
+
+def commands(nb: Path = INDEX) -> list[dict]:
+    "Every command line of the sh blocks of the README (or notebook `nb`): section, text, `&&`-separated argv lists, `# or:` alternative, `> FILE`."
     out = []
-    for heading, body in fenced('sh'):
-        for line in body.replace('\\\n', ' ').splitlines():
+    for heading, body in fenced('sh', nb):
+        for line in loops(body.replace('\\\n', ' ').splitlines()):
             s, alt = line.strip(), False
             if s.startswith('# or:'): s, alt = s[len('# or:'):].strip(), True
             elif not s or s.startswith('#'): continue
             toks = [SHELL_VARS.get(t, t) for t in shlex.split(s, comments=True)]
-            assert not {'|', ';', '||', '>'} & set(toks), f'{s!r}: only `&&` joins commands in a README line this test runs'
+            stdout = None
+            if len(toks) > 2 and toks[-2] == '>': toks, stdout = toks[:-2], toks[-1]   # `CMD > FILE`: its output, into FILE
+            assert not {'|', ';', '||', '>'} & set(toks), f'{s!r}: only `&&` (and a final `> FILE`) in a line this test runs'
             segs, cur = [], []
             for t in toks + ['&&']:
                 if t == '&&': segs.append(cur); cur = []
                 else: cur.append(t)
-            out.append(dict(section=heading, line=s, segs=[g for g in segs if g], alt=alt))
+            out.append(dict(section=heading, line=s, segs=[g for g in segs if g], alt=alt, stdout=stdout, source=nb.name))
     return out
 
 
 def why_not_run(argv: list[str]) -> str | None:
     "Why (b) leaves a command out (None: it runs)."
     if argv[0] in ('pip', 'nbdev_test', 'pytest', 'export'): return 'the quick start: CI installs and runs the tests'
+    if argv[:2] == ['accelerate', 'config']: return 'interactive: once per machine'
     if argv[0] == 'accelerate': return 'several GPUs (--multi_gpu)'
+    if argv[0] == 'papermill' and any(t.startswith('configs/') and 'llm_quant: 4bit' in (REPO / t).read_text() for t in argv if (REPO / t).is_file()):
+        return 'CUDA and bitsandbytes (4-bit QLoRA)'
+    if argv[0] == 'papermill' and 'configs/phoenix14t-official.yaml' in argv: return "the authors' released files"
     if argv[0] == 'spamo':
         if argv[1] == 'demo': return 'the quick start: CI runs the demo'
         if argv[1] in ('import-features', 'import-checkpoint') or '--from-info' in argv or 'runs/spamo-official' in argv:
@@ -86,12 +113,17 @@ def why_not_run(argv: list[str]) -> str | None:
     return None
 
 
+def all_commands() -> list[dict]:
+    "The README's command lines, then every tutorial's."
+    return commands() + [c for nb in TUTORIALS for c in commands(nb)]
+
+
 def workdir(root: Path) -> Path:
     "A fresh folder holding configs/, nbs/ and every other repository file the README's lines name."
     root.mkdir(parents=True, exist_ok=True)
     shutil.copytree(REPO / 'configs', root / 'configs')
     shutil.copytree(REPO / 'nbs', root / 'nbs', ignore=shutil.ignore_patterns('.ipynb_checkpoints', '_*'))
-    for t in {t for c in commands() for g in c['segs'] for t in g}:
+    for t in {t for c in all_commands() for g in c['segs'] for t in g}:
         if not t.startswith(('configs/', 'nbs/', '-', '/')) and (REPO / t).is_file():
             (root / t).parent.mkdir(parents=True, exist_ok=True); shutil.copy(REPO / t, root / t)
     return root
@@ -144,6 +176,7 @@ def check_parses(argv: list[str], where: Path, line: str):
         nb = json.loads((where / argv[2]).read_text())
         assert any('injected-parameters' in c['metadata'].get('tags', []) for c in nb['cells']), f'{line!r}: no parameters injected'
         return
+    if argv[:2] == ['accelerate', 'config']: return   # interactive: it asks questions, nothing to parse
     if argv[0] == 'accelerate':
         from accelerate.commands.launch import launch_command_parser
         assert argv[1] == 'launch', line
@@ -162,9 +195,10 @@ def check_parses(argv: list[str], where: Path, line: str):
     pytest.fail(f'{line!r}: spamo {argv[1]} was not parsed ({rc})')
 
 
-def test_every_readme_command_parses(tmp_path):
-    cmds = commands()
+def test_every_readme_and_tutorial_command_parses(tmp_path):
+    cmds = all_commands()
     assert {g[1] for c in cmds for g in c['segs'] if g[0] == 'spamo'} >= {'extract', 'translations', 'train', 'evaluate', 'translate', 'reproduce'}
+    assert {c['source'] for c in cmds} == {'index.ipynb'} | {p.name for p in TUTORIALS}, 'a tutorial without commands: fine, but say so here'
     where = workdir(tmp_path / 'readme')
     for c in cmds:
         for argv in c['segs']: check_parses(argv, where, c['line'])
@@ -217,25 +251,58 @@ def smoke_fixtures(root: Path) -> Path:
     return llm
 
 
+def tutorial_fixtures(root: Path, sentences: list[str]) -> Path:
+    "The tutorials' smoke stand-ins (see the mapping above), in `root`; returns the tiny Llama's folder."
+    from transformers import AutoTokenizer
+    from spamo.testing import write_video
+    from spamo.tiny import CHATML, prepare_tiny_llm
+    from spamo.video import read_video
+    tests = sorted((root / 'data' / 'PHOENIX-2014-T' / 'videos' / 'test').glob('*.mp4'))
+    shutil.copy(tests[0], root / 'my_clip.mp4')
+    write_video(root / "other_clip.webm", read_video(tests[1])[0], codec="libvpx-vp9")
+    (root / 'clips').mkdir()
+    for v in tests: shutil.copy(v, root / 'clips' / v.name)
+    llm = prepare_tiny_llm(sentences, root / 'tiny-llama', steps=2, family='causal')
+    tok = AutoTokenizer.from_pretrained(llm); tok.chat_template = CHATML; tok.save_pretrained(llm)
+    y = root / 'configs' / 'phoenix14t-qwen2.5-1.5b.yaml'; text = y.read_text()
+    assert all(re.search(rf'^{k}: {v}\b', text, re.M) for k, v in (('preset', 'phoenix14t'), ('llm', CAUSAL_NAMES[0]), ('llm_dtype', 'bf16'))), 'the mapping no longer fits'
+    for k, v in (('preset', 'smoke'), ('llm', str(llm)), ('llm_dtype', 'fp32')): text = re.sub(rf'^{k}: \S+', f'{k}: {v}', text, flags=re.M)
+    y.write_text(text + '\nnum_examples: 1\n')
+    return llm
+
+
 def last_json(out: str) -> dict:
     "The last JSON object a command printed (its summary)."
     return json.loads(out[out.rindex('\n{') + 1:] if '\n{' in out else out[out.index('{'):])
 
 
-def test_the_readme_runs_at_smoke_size(tmp_path):
+def run_line(c: dict, argv: list[str], where: Path, names: dict) -> tuple[list[str], str]:
+    "One command of a line at smoke size in folder `where`: the mapped argv and what it printed (into `> FILE` too)."
+    argv = [names.get(t, t) for t in argv]
+    argv = [m for t in argv for m in (sorted(str(p.relative_to(where)) for p in where.glob(t)) if '*' in t else [t])]   # as bash globs
+    if argv[0] != 'spamo': out = shell(argv, where, c['line'])
+    else:
+        argv = argv + EXTRA.get(argv[1], []) + (['--stop-after', '3'] if c['alt'] and argv[1] == 'train' else [])
+        out = spamo(argv[1:], where, c['line'])[1]
+    if c['stdout']: (where / c['stdout']).write_text(out)
+    return argv, out
+
+
+def test_the_readme_and_tutorials_run_at_smoke_size(tmp_path):
+    from spamo.data import load_dataset
     root = workdir(tmp_path / 'readme')
     llm = smoke_fixtures(root)
-    ran, skipped = [], []
-    for c in commands():
+    causal = tutorial_fixtures(root, [s.text for s in load_dataset('phoenix14t', root / 'data' / 'PHOENIX-2014-T', 'train')])
+    names = {n: str(llm) for n in SMOKE_NAMES} | {n: str(causal) for n in CAUSAL_NAMES}
+    ran, skipped, done = [], [], set()
+    for c in all_commands():
         where = root / 'alt' if c['alt'] or c['section'] == RESUME_SECTION else root
         for argv in c['segs']:
             if why := why_not_run(argv): skipped.append((c['line'], why)); continue
-            argv = [str(llm) if t in SMOKE_NAMES else t for t in argv]
-            if argv[0] != 'spamo': out = shell(argv, where, c['line'])
-            else:
-                argv = argv + EXTRA.get(argv[1], []) + (['--stop-after', '3'] if c['alt'] and argv[1] == 'train' else [])
-                out = spamo(argv[1:], where, c['line'])[1]
-            ran.append((where.name, argv, out))
+            if c['source'] != 'index.ipynb' and (where.name, tuple(argv)) in done: continue   # the README ran this very command
+            done.add((where.name, tuple(argv)))
+            ran.append((where.name, *run_line(c, argv, where, names), c['source']))
+    ran, tut = [r[:3] for r in ran if r[3] == 'index.ipynb'], [r[:3] for r in ran if r[3] != 'index.ipynb']
     by = lambda sub, folder='readme': [(a, o) for w, a, o in ran if w == folder and a[0] == 'spamo' and a[1] == sub]
 
     # 1. every split extracted once into the one store; re-running it (in alt/, same store) skips every video
@@ -273,5 +340,18 @@ def test_the_readme_runs_at_smoke_size(tmp_path):
     # the lines left out are the ones the mapping names
     assert {w for _, w in skipped} <= {'the quick start: CI installs and runs the tests', 'the quick start: CI runs the demo',
                                        'several GPUs (--multi_gpu)', "the authors' released files",
-                                       'GPUs, or minutes for --miniature (tests/test_reproduce.py)'}
+                                       'GPUs, or minutes for --miniature (tests/test_reproduce.py)',
+                                       'interactive: once per machine', 'CUDA and bitsandbytes (4-bit QLoRA)'}
     assert any(a[:3] == ['spamo', 'reproduce', 'table3'] and 'papermill' in o for _, a, o in ran)
+
+    # the tutorials: their evaluation job, their videos translated (three kinds of file name), the decoder-only job
+    assert [a[1] if a[0] == 'papermill' else a[:2] for _, a, _ in tut if a[0] != 'mkdir'] == [
+        'nbs/06_train.ipynb', ['spamo', 'translate'], ['spamo', 'translate']], [a for _, a, _ in tut]
+    causal_run = root / 'runs' / 'phoenix14t-qwen2.5-1.5b'     # the executed notebook sits in the run it trained
+    assert (causal_run / 'train.ipynb').is_file() and (causal_run / 'checkpoints').is_dir()
+    cfg = json.loads((causal_run / 'config.json').read_text())
+    assert (cfg['model']['llm_family'], cfg['model']['chat_template'], cfg['model']['num_examples']) == ('causal', True, 1), cfg['model']
+    assert json.loads((causal_run / 'summary.json').read_text())['steps'] == 6
+    two, many = tut[-2][2].splitlines(), json.loads((root / 'translations.json').read_text())
+    assert (two[0], two[3]) == ('my_clip.mp4', 'other_clip.webm') and two[1].strip() and two[4].strip(), two
+    assert len(many) == N['test'] and all(r['text'].strip() and r['error'] is None for r in many), many
