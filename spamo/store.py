@@ -78,6 +78,8 @@ def write_atomic(path, data:bytes|str, kept:str='', then:str='free space and run
     except OSError as e:
         tmp.unlink(missing_ok=True)
         raise disk_full(e, path, kept, then) from e
+    except BaseException:   # Ctrl-C or SIGTERM (KeyboardInterrupt) mid-write: no temporary file stays behind
+        tmp.unlink(missing_ok=True); raise
     return path
 
 # %% ../nbs/02_store.ipynb #e68c14e8
