@@ -23,6 +23,7 @@ class DataConfig:
     dev_split: str = 'dev'        # split for model selection
     translations: str = ''        # example translations for the prompt
     max_dev: int = 0              # dev samples used for selection (0 = all)
+    targets: str = 'raw'          # raw | official (the authors': stripped, lower-cased, ending in '.'; training, dev, examples)
 
 # %% ../nbs/05_config.ipynb #d901e641
 @dataclass

@@ -30,7 +30,7 @@ PRESETS = {
     'csl_daily': dict(dataset='csl_daily', llm='google/mt5-xl', num_examples=0, max_steps=92000, eval_every=2300, save_every=2300),
     'official': dict(dataset='phoenix14t', adapter='official', adapter_hidden=768, num_examples=1, vt_warmup_steps=0,   # configs/phoenix14t-official.yaml
                      vt_lambda=1.0, lr=6e-4, batch_size=8, grad_accum=2, schedule='official', max_steps=222000, eval_every=888,
-                     save_every=888, patience=50, vt_pooling='official', max_prompt_len=512),
+                     save_every=888, patience=50, vt_pooling='official', max_prompt_len=512, targets='official'),
     'demo': _DEMO | dict(max_steps=600, vt_warmup_steps=60, eval_every=120, save_every=120),      # 10% warm-up, 5 evaluations
     'miniature': _DEMO | dict(max_steps=200, vt_warmup_steps=20, eval_every=100, save_every=100),  # 10% warm-up, 2 evaluations
     'smoke': dict(run_dir='', llm='tiny', llm_dtype='fp32', precision='fp32', num_examples=0, adapter_hidden=64,
@@ -42,7 +42,7 @@ PRESETS = {
 _TYPES = {'int': (int,), 'float': (int, float), 'bool': (bool,), 'str': (str,)}
 CHOICES = dict(llm_dtype=('auto', 'bf16', 'fp16', 'fp32'), precision=('auto', 'bf16', 'fp16', 'fp32'),
                mode=('both', 'spatial', 'motion'), llm_quant=('none', '4bit', '8bit'),
-               vt_pooling=('masked', 'official'), schedule=('paper', 'official'))
+               vt_pooling=('masked', 'official'), schedule=('paper', 'official'), targets=('raw', 'official'))
 POSITIVE = ('vt_tau',)   # above 0 (a logit scale: its log is learnt)
 AT_LEAST_ONE = ('max_steps', 'batch_size', 'grad_accum', 'eval_every', 'save_every', 'num_beams', 'max_new_tokens', 'lora_r')
 

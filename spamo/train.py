@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_train.ipynb #a7ccf10e
 from __future__ import annotations
-import csv, json, math, os, random, sys, time, warnings
+import csv, dataclasses, json, math, os, random, sys, time, warnings
 from contextlib import ExitStack
 from pathlib import Path
 import numpy as np, torch
@@ -21,8 +21,8 @@ from .presets import read_params, resolve_params, resolve_config, preset_diff
 from .metrics import corpus_bleu, settings_for
 
 # %% auto #0
-__all__ = ['batch_indices', 'lr_at', 'run_lr', 'dev_score', 'RunLog', 'make_accelerator', 'train_step', 'train', 'with_tiny_llm',
-           'train_cli']
+__all__ = ['batch_indices', 'lr_at', 'run_lr', 'target_text', 'run_samples', 'dev_score', 'RunLog', 'make_accelerator',
+           'train_step', 'train', 'with_tiny_llm', 'train_cli']
 
 # %% ../nbs/06_train.ipynb #f506bc4b
 def batch_indices(n: int, # samples in the split
@@ -50,6 +50,17 @@ def run_lr(t: TrainConfig, step: int) -> float:
     "The run's learning rate at `step`: `schedule` 'paper' (`lr_warmup_steps`, cosine to `min_lr`) or 'official' (the authors': 10% warm-up, cosine to 0)."
     warm, floor = (t.lr_warmup_steps, t.min_lr) if t.schedule == 'paper' else (int(0.1 * t.max_steps), 0.0)
     return lr_at(step, t.lr, floor, warm, t.max_steps)
+
+# %% ../nbs/06_train.ipynb #591db482
+def target_text(text: str, targets: str = 'raw') -> str:
+    "A target sentence as a run's `targets` makes it: 'raw' as given, 'official' stripped, lower-cased and ending in '.'."
+    if targets == 'raw': return text
+    t = text.strip().lower()
+    return t if t.endswith('.') else t + '.'
+
+def run_samples(d, split: str) -> list:
+    "The samples of `split` with their targets as `d.targets` (a `DataConfig`) makes them."
+    return [dataclasses.replace(s, text=target_text(s.text, d.targets)) for s in load_dataset(d.dataset, d.data_root, split)]
 
 # %% ../nbs/06_train.ipynb #4cbda4c9
 def dev_score(acc, model, data:FeatureData, examples, t:TrainConfig) -> float:
@@ -116,8 +127,8 @@ def _setup(cfg: RunConfig, acc):
     ran = Path(t.run_dir) / 'features.json'   # a run trained on one recipe's features must not continue on another's
     if ran.exists() and (was := recipe_of(json.loads(ran.read_text()))) != store.recipe:
         raise ValueError(f"{t.run_dir} was trained on {was!r} features, but {d.features} holds {store.recipe!r} features; use a store of its recipe or another run_dir")
-    train_data = FeatureData(load_dataset(d.dataset, d.data_root, d.train_split), store)
-    dev = load_dataset(d.dataset, d.data_root, d.dev_split)
+    train_data = FeatureData(run_samples(d, d.train_split), store)
+    dev = run_samples(d, d.dev_split)
     dev_data = FeatureData(dev[:d.max_dev] if d.max_dev else dev, store)
     torch.manual_seed(t.seed); random.seed(t.seed); np.random.seed(t.seed)
     cfg.model.spatial_dim, cfg.model.motion_dim = store.spatial_dim, store.motion_dim
@@ -236,7 +247,7 @@ def with_tiny_llm(cfg: RunConfig) -> RunConfig:
     if cfg.model.llm in TINY_LLMS:
         out = Path(cfg.train.run_dir) / 'llm'
         if not (out / 'config.json').exists():
-            TINY_LLMS[cfg.model.llm]([s.text for s in load_dataset(cfg.data.dataset, cfg.data.data_root, cfg.data.train_split)], out)
+            TINY_LLMS[cfg.model.llm]([s.text for s in run_samples(cfg.data, cfg.data.train_split)], out)
         cfg.model.llm = str(out)
     return cfg
 
