@@ -46,14 +46,26 @@ def lab(tmp_path):
         log.close()
 
 
+def accept_kernel_dialog(page):
+    "JupyterLab may ask which kernel to start (it has not chosen one yet): its default, Python 3. Any other dialog fails."
+    dialog = page.locator('.jp-Dialog')
+    if dialog.count():
+        text = dialog.first.inner_text()
+        assert 'kernel' in text.lower(), f'JupyterLab shows a dialog: {text}'
+        dialog.first.locator('.jp-mod-accept').click(); dialog.first.wait_for(state='detached', timeout=20_000)
+
+
 def run_all_cells(page, tries=5):
     "Run > Run All Cells, as a user does; again if no cell started (a menu opened before the notebook was ready)."
     for _ in range(tries):
-        page.locator('.lm-MenuBar-itemLabel', has_text='Run').first.click()
-        page.locator('.lm-Menu-itemLabel', has_text='Run All Cells').first.click()
-        try: page.wait_for_function('() => Array.from(document.querySelectorAll(".jp-InputPrompt"))'
-                                    '.some(p => /\\[(\\*|\\d+)\\]/.test(p.textContent))', timeout=20_000); return
-        except Exception: page.keyboard.press('Escape')
+        accept_kernel_dialog(page)
+        try:
+            page.locator('.lm-MenuBar-itemLabel', has_text='Run').first.click(timeout=5_000)
+            page.locator('.lm-Menu-itemLabel', has_text='Run All Cells').first.click(timeout=5_000)
+            page.wait_for_function('() => Array.from(document.querySelectorAll(".jp-InputPrompt"))'
+                                   '.some(p => /\\[(\\*|\\d+)\\]/.test(p.textContent))', timeout=20_000); return
+        except Exception:
+            if not page.locator('.jp-Dialog').count(): page.keyboard.press('Escape')   # close an open menu
     raise AssertionError('Run All Cells started no cell')
 
 
@@ -65,14 +77,30 @@ def test_the_translation_widget_works_in_a_browser(lab, tmp_path):
     (tmp_path / 'tutorial.ipynb').write_text(json.dumps(nb))
     shot = Path(os.environ.get('SPAMO_SCREENSHOT') or tmp_path / 'widget.png')
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=['--no-sandbox'])
+        try: use_the_widget(p, lab, tmp_path, shot)
+        except Exception as first:   # a headless JupyterLab now and then loses the first Run All (~1 in 8 here): a fresh page
+            try: use_the_widget(p, lab, tmp_path, shot)
+            except Exception as second: raise AssertionError(f'failed twice: {first!r}') from second
+    assert shot.stat().st_size > 2000
+
+
+def use_the_widget(p, lab, tmp_path, shot):
+    "Open the tutorial, run it, use its widget, check what it shows and keep its screenshot in `shot`."
+    browser = p.chromium.launch(executable_path=CHROMIUM, args=['--no-sandbox'])
+    try:
         page = browser.new_page(viewport=dict(width=1280, height=900))
         page.goto(f'{lab}/lab/tree/tutorial.ipynb')
         page.wait_for_selector('.jp-Notebook', timeout=60_000)
         page.wait_for_selector('.jp-Notebook-ExecutionIndicator[data-status="idle"]', timeout=120_000)   # the kernel is up
-        run_all_cells(page)
         combo = page.locator('.widget-text input[list]')                            # ipywidgets' Combobox: a text box with a datalist
-        combo.wait_for(timeout=300_000)                                             # the widget's cell ran: every cell above did
+        for _ in range(2):   # now and then JupyterLab runs only the first cell of a Run All sent as the kernel starts: again
+            run_all_cells(page)
+            try: combo.wait_for(timeout=60_000); break                              # the widget's cell ran: every cell above did
+            except Exception: pass
+        else:
+            page.screenshot(path=str(tmp_path / 'stuck.png'), full_page=True)
+            raise AssertionError(f"no widget after 2 Run All; prompts {page.locator('.jp-InputPrompt').all_inner_texts()}, "
+                                 f"dialogs {page.locator('.jp-Dialog').all_inner_texts()}; screenshot {tmp_path / 'stuck.png'}")
         page.wait_for_selector('.jp-Notebook-ExecutionIndicator[data-status="idle"]', timeout=300_000)
         assert not page.locator('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"] >> text=Traceback').count()
         rows = page.locator('.jp-OutputArea-output table').evaluate_all(             # the tutorial's translations table, from the page
@@ -96,5 +124,4 @@ def test_the_translation_widget_works_in_a_browser(lab, tmp_path):
         assert strip.bounding_box()['width'] > 50
         strip.scroll_into_view_if_needed()
         page.locator('.widget-vbox').last.screenshot(path=str(shot))
-        browser.close()
-    assert shot.stat().st_size > 2000
+    finally: browser.close()
