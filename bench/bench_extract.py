@@ -5,8 +5,18 @@ for fp32 and, where the CPU (or GPU) has it, bf16, side by side in one run, the 
 its fraction of the measured matmul peak of the dtype it ran in. `SPAMO_CPU_BF16=1|0` decides as on the other kind of CPU.
 FLOPs are counted by hand (NOTES: torch's FlopCounter undercounts the fused attention paths on CPU):
 2 x linear weights x tokens + 2 x patch-embedding weights x patches + 4 x layers x tokens^2 x width.
+
+End to end (`--e2e`): decode + preprocess + encode + write of whole videos through `spamo.features.extract`, on
+How2Sign-like synthetic H.264 videos (1280x720, 25 fps; `--video-dir DIR` reads real mp4s instead). It times, one after the
+other: decoding alone (serially, `read_sample`), compute alone (encode + write of the already decoded frames) and the
+real extraction, and prints the extraction's frames/s and the decode/compute overlap:
+overlap = (decode alone + compute alone - extraction) / min(decode alone, compute alone): 0 = one after the other,
+100% = the shorter one hidden entirely (above 100%: decoding ran on several workers at once).
+`python bench/bench_extract.py --e2e --tiny` checks the path in a minute on a CPU; on a GPU, without `--tiny`:
+`python bench/bench_extract.py --e2e --device cuda --videos 24 --seconds 8` (ViT-L/14 S2 + VideoMAE-L, random weights).
 """
-import argparse, json, os, platform, time
+import argparse, inspect, json, os, platform, shutil, tempfile, time
+from pathlib import Path
 import numpy as np, torch
 
 def vit_flops(layers, width, tokens, patch_weights, patches, mlp=4):
@@ -41,14 +51,96 @@ def encoders(tiny: bool):
     flops = (vit_flops(L, w, 257, 3 * 14 * 14 * w, 256), vit_flops(L, w, 1568, 3 * 2 * 16 * 16 * w, 1568))
     return SpatialEncoder.from_name(vit, pretrained=None), MotionEncoder.from_name(cfg), flops
 
+def synthetic_videos(folder, n:int, seconds:float, fps:int, wh:tuple) -> list:
+    "`n` How2Sign-like H.264 mp4s (moving shapes on a gradient, a little noise) of 0.5x to 1.5x `seconds`; three are encoded, the rest copied."
+    from spamo.testing import write_video
+    folder, (w, h), rng = Path(folder), wh, np.random.default_rng(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    made = []
+    for k, f in enumerate((0.5, 1.0, 1.5)[:n]):
+        T = max(1, round(seconds * f * fps))
+        yy, xx = np.mgrid[0:h, 0:w]
+        bg = np.stack([xx * 255 // w, yy * 255 // h, (xx + yy) * 255 // (w + h)], -1).astype(np.uint8)
+        frames = np.repeat(bg[None], T, 0)
+        for t in range(T):
+            x0, y0 = (37 * t + 200 * k) % (w - 200), (23 * t) % (h - 300)
+            frames[t, y0:y0 + 300, x0:x0 + 200] = (200, 120, 90)
+            frames[t] = np.clip(frames[t] + rng.integers(-6, 7, (h, w, 1)), 0, 255)
+        made.append(write_video(folder/f'v{k}.mp4', frames, fps=fps))
+    out = []
+    for i in range(n):
+        out.append(folder/f'video{i:03d}.mp4'); shutil.copy(made[i % len(made)], out[-1])
+    return out
+
+def parse_size(s):
+    "The decode size as `spamo extract --size` reads it ('256' a square, '224,398' (H, W), 'short:256'); '' None."
+    try: from spamo.video import parse_size as parse                      # the package's own reading, where it has one
+    except ImportError: return None if not s else tuple(map(int, s.split(','))) if ',' in s else int(s)
+    return parse(s or '')
+
+def end_to_end(a):
+    "Decode + preprocess + encode + write, as `spamo extract` does: frames/s and the decode/compute overlap."
+    import spamo.features as F
+    from spamo.data import load_dataset, read_sample
+    from spamo.store import FeatureStore, store_settings, write_record
+    dev, size, work = a.device, parse_size(a.size), Path(tempfile.mkdtemp(prefix='bench_e2e_'))
+    try:
+        cuda = dev.startswith('cuda')
+        n, sec = a.videos or (24 if cuda else 6), a.seconds or (8.0 if cuda else 2.0)
+        paths = sorted(Path(a.video_dir).glob('*.mp4'))[:n] if a.video_dir else synthetic_videos(work/'videos', n, sec, 25, (1280, 720))
+        (work/'m.csv').write_text('id,video,text,language,split\n' + ''.join(f'v{i:03d},{p},x,en,train\n' for i, p in enumerate(paths)))
+        samples = load_dataset('manifest', work/'m.csv', 'train')
+        if a.tiny:                                     # the registry's tiny encoders (64-pixel inputs): decoding and preprocessing dominate
+            from spamo.spatial import SpatialEncoder
+            from spamo.motion import MotionEncoder
+            se, me = SpatialEncoder.from_name('tiny'), MotionEncoder.from_name('tiny')
+        else: se, me, _ = encoders(False)
+        se.prepare(dev, a.dtype); me.prepare(dev, a.dtype)
+        enc = getattr(F, 'encode_video', None)        # one upload shared by both encoders, where this version has it
+        def compute(frames): return enc(se, me, frames) if enc else (se.encode(frames), me.encode(frames))
+        compute(np.zeros((20, 720, 1280, 3), np.uint8)); sync(dev)   # warm-up (kernels, allocator)
+        read_sample(samples[0], 1, size)                 # warm-up: the decoder's import and first open are not decoding
+        t0 = time.perf_counter(); frames = sum(len(read_sample(s, 1, size)[0]) for s in samples); t_dec = time.perf_counter() - t0
+        decoded = [read_sample(s, 1, size)[0] for s in samples]   # again, kept for compute alone (holding them all slows decoding)
+        settings = store_settings(se, me, 'float16', 'x', size, 1); (work/'c').mkdir()
+        t0 = time.perf_counter()
+        for s, f in zip(samples, decoded):
+            zs, zm = compute(f); write_record(work/'c'/f'{s.id}.safetensors', s.id, zs, zm, settings)
+        sync(dev); t_comp = time.perf_counter() - t0
+        del decoded
+        kw = dict(workers=a.workers or F.decode_workers()) if 'workers' in inspect.signature(F.extract).parameters else {}
+        t0 = time.perf_counter()
+        r = F.extract(samples, work/'store', se, me, device=dev, dtype=a.dtype, size=size, progress=False, **kw)
+        t_e2e = time.perf_counter() - t0
+        assert r['frames'] == frames and len(FeatureStore(work/'store')) == len(samples), r
+        overlap = (t_dec + t_comp - t_e2e) / min(t_dec, t_comp)
+        res = dict(videos=len(samples), frames=frames, decode_size=size, decode_fps=frames / t_dec, compute_fps=frames / t_comp,
+                   e2e_fps=frames / t_e2e, bound_fps=frames / max(t_dec, t_comp), overlap=overlap, extract_report_fps=r['frames_per_s'],
+                   load=os.getloadavg(), workers=kw.get('workers'), waiting_s=r.get('waiting_s'), encode_video=enc is not None, tiny=a.tiny, device=dev)
+        print(f"{len(samples)} videos, {frames} frames at {'source size' if size is None else size} ({'tiny' if a.tiny else 'ViT-L/14 S2 + VideoMAE-L'} encoders, {dev}):")
+        print(f"  decode alone {res['decode_fps']:.1f} frames/s (1 thread), compute alone {res['compute_fps']:.1f} frames/s, "
+              f"end to end {res['e2e_fps']:.1f} frames/s (one after the other would be {frames / (t_dec + t_comp):.1f}, "
+              f"perfect overlap {res['bound_fps']:.1f}); overlap {overlap:.0%}"
+              + (f"; {kw['workers']} decode workers, the encoders waited {r['waiting_s']:.1f} s of {t_e2e:.1f}" if kw else ''))
+        print(json.dumps(res))
+        return res
+    finally: shutil.rmtree(work, ignore_errors=True)
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--e2e', action='store_true', help='end to end: decode + preprocess + encode + write of whole videos (see above)')
+    p.add_argument('--videos', type=int, default=None, help='--e2e: videos (default 6 CPU, 24 CUDA)')
+    p.add_argument('--seconds', type=float, default=None, help='--e2e: mean seconds per synthetic video (default 2 CPU, 8 CUDA)')
+    p.add_argument('--video-dir', default=None, help='--e2e: a folder of real mp4s to read instead of synthetic ones')
+    p.add_argument('--size', default=None, help="--e2e: decode size as `spamo extract --size` takes it (default: source size)")
+    p.add_argument('--workers', type=int, default=None, help='--e2e: decode workers per process (default: by cores)')
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     p.add_argument('--frames', type=int, default=None, help='frames for the spatial encoder (default 2 CPU, 64 CUDA)')
     p.add_argument('--clips', type=int, default=None, help='clips for the motion encoder (default 1 CPU, 16 CUDA)')
     p.add_argument('--dtype', default='auto', help="the extraction's dtype (auto: bf16 where native, else fp32; see resolve_dtype)")
     p.add_argument('--tiny', action='store_true', help='small encoders of the same classes: checks the code path in seconds')
     a = p.parse_args(argv)
+    if a.e2e: return end_to_end(a)
     from spamo.spatial import resolve_dtype, cpu_has_bf16
     from spamo.motion import clip_windows
     dev, cuda = a.device, a.device.startswith('cuda')

@@ -10,7 +10,9 @@ Run from the repository root on a machine with a CUDA GPU (nothing is downloaded
   3. a 4-bit QLoRA step, Qwen2.5-1.5B shape    python bench/bench_llm_step.py --device cuda --batch-size 8 --steps 3 --family causal --quant 4bit
      (random weights from its config; needs `pip install bitsandbytes`)
   4. the Table 3 miniature on CUDA in bf16     spamo reproduce table3 --miniature (precision/llm_dtype bf16)
-Each step has its own time limit (100, 150, 120 and 210 s: under 10 minutes in all; --skip-qlora: under 8); a step that fails or times out is recorded as such and
+  5. extraction end to end, 720p H.264        python bench/bench_extract.py --e2e --device cuda --videos 16 --seconds 8 --size short:256
+  6. generation at the Flan-T5-XL shape       python bench/bench_generate.py --shape flan-t5-xl --device cuda --sentences 128 --repeats 1
+Each step has its own time limit (100, 150, 120, 210, 150 and 150 s; --skip-miniature --skip-qlora: under 10 minutes); a step that fails or times out is recorded as such and
 the others still run. Output goes to bench/RESULTS.md (a dated section per step; --out FILE writes elsewhere),
 logs to bench/gpu_check-logs/. Exit status: the number of failed steps.
   PYTHONPATH=$PWD bash bench/gpu_check.sh           # use this checkout rather than an installed spamo
@@ -56,6 +58,8 @@ step() {  # step NAME LIMIT_S COMMAND...: run with a time limit, append a sectio
 step extract 100 python bench/bench_extract.py --device cuda
 step llm-step-xl-batch8 150 python bench/bench_llm_step.py --device cuda --dtype bf16 --batch-size 8 --steps 3
 [ "$QLORA" = 1 ] && step llm-step-qwen2.5-1.5b-4bit-batch8 120 python bench/bench_llm_step.py --device cuda --batch-size 8 --steps 3 --family causal --quant 4bit
+step extract-e2e-720p 150 python bench/bench_extract.py --e2e --device cuda --videos 16 --seconds 8 --size short:256
+step generate-flan-t5-xl 150 python bench/bench_generate.py --shape flan-t5-xl --device cuda --sentences 128 --repeats 1
 if [ "$MINI" = 1 ]; then
   # `spamo reproduce table3 --miniature --train precision bf16 --train llm_dtype bf16`, without needing the CLI entry
   step table3-miniature-bf16 210 python -c "import sys; from spamo.reproduce import reproduce_cli; sys.exit(reproduce_cli(

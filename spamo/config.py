@@ -10,7 +10,8 @@ from pathlib import Path
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['PATH_FIELDS', 'DataConfig', 'ModelConfig', 'TrainConfig', 'RunConfig', 'config_fields', 'config_from_params']
+__all__ = ['PATH_FIELDS', 'DataConfig', 'ModelConfig', 'ScheduleConfig', 'TrainConfig', 'RunConfig', 'config_fields',
+           'config_from_params']
 
 # %% ../nbs/05_config.ipynb #6bb6f62f
 @dataclass
@@ -46,6 +47,7 @@ class ModelConfig:
     standardize: bool = False       # standardise features over each video before the adapter (off in the paper)
     vt_lambda: float = 0.1          # lambda of equation (2)
     num_examples: int = 1           # in-context example sentences in the prompt (appendix A; need translations)
+    example_languages: str = ''     # languages each example sentence is shown in, in prompt order, comma-separated (empty: all the side file has, sorted; the authors': en,fr,es)
     max_prompt_len: int = 256       # prompt tokens kept (truncation; the authors' code: 512)
     vt_pooling: str = 'masked'      # VT-Align pooling: masked (real positions) | official (the authors': padded positions too)
     vt_tau: float = 1 / 0.07        # VT-Align's initial logit scale tau (CLIP's 1/0.07, as in the authors' code)
@@ -53,24 +55,38 @@ class ModelConfig:
     spatial_dim: int = 0            # width of Z_s (set from the feature store when training starts)
     motion_dim: int = 0             # width of Z_m (set from the feature store when training starts)
 
+# %% ../nbs/05_config.ipynb #fa01aa4f
+@dataclass
+class ScheduleConfig:
+    "How long a run trains, and when it warms up, evaluates and saves: in epochs and samples, or in steps where given (not -1)."
+    epochs: float = 40              # training length in epochs (appendix A); optimizer steps follow from the data, batch and processes
+    vt_warmup_samples: int = 32000  # VT-Align warm-up in training samples (section 4.1: 4K steps at batch 8)
+    lr_warmup_samples: int = 80000  # linear learning-rate warm-up in training samples (appendix A: 10K steps at batch 8)
+    eval_every_epochs: float = 1    # epochs between dev evaluations
+    save_every_epochs: float = 1    # epochs between checkpoints
+    max_steps: int = -1             # optimizer updates in total; -1: from epochs (a count here overrides them)
+    vt_warmup_steps: int = -1       # VT-Align warm-up steps; -1: from vt_warmup_samples
+    lr_warmup_steps: int = -1       # learning-rate warm-up steps; -1: from lr_warmup_samples
+    eval_every: int = -1            # steps between dev evaluations; -1: from eval_every_epochs
+    save_every: int = -1            # steps between checkpoints; -1: from save_every_epochs
+
 # %% ../nbs/05_config.ipynb #c561639f
 @dataclass
-class TrainConfig:
-    "The optimisation, evaluation and checkpoint schedule (the paper's values for PHOENIX14T)."
+class TrainConfig(ScheduleConfig):
+    "The optimisation and evaluation settings and the schedule (`ScheduleConfig`): the paper's values for PHOENIX14T."
     run_dir: str = 'runs/spamo'     # run directory
-    vt_warmup_steps: int = 4000     # VT-Align warm-up steps
-    max_steps: int = 35480          # optimizer updates in total: 40 epochs of 887 steps (PHOENIX14T at batch 8)
     batch_size: int = 8             # samples per process per micro-batch
     grad_accum: int = 1             # micro-batches per update
+    bucket: int = 0                 # length bucketing: global batches per bucket of similar lengths (0: random batches, as the paper)
+    num_workers: int = 2            # DataLoader workers that build the next batches while the model trains (0: in the training process)
     lr: float = 1e-4                # peak learning rate
     min_lr: float = 5e-5            # cosine floor
-    lr_warmup_steps: int = 10000    # linear warm-up
     weight_decay: float = 0.01      # AdamW weight decay
     clip_grad: float = 1.0          # gradient clipping
     precision: str = 'auto'         # autocast: auto (bf16 on GPU, fp32 on CPU: see resolve_dtype) | bf16 | fp32
-    eval_every: int = 887           # steps between dev evaluations (one PHOENIX14T epoch)
-    save_every: int = 887           # steps between checkpoints
     num_beams: int = 5              # beam size
+    eval_batch_size: int = 32       # sentences per generate call in evaluation (length-sorted batches)
+    eval_protocol: str = 'standard' # standard (beam search, dev examples, dev selection) | official (the authors': beam sampling top_p 0.9, in-batch test examples, test-as-validation)
     max_new_tokens: int = 64        # generated tokens
     seed: int = 0                   # seed
     resume: bool = False            # continue from the last checkpoint

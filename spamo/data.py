@@ -4,12 +4,12 @@
 
 # %% ../nbs/00_data.ipynb #0ffc9e7d
 from __future__ import annotations
-import csv, gzip, io, json, os, pickle, unicodedata
+import csv, gzip, inspect, io, json, os, pickle, unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
 from .registry import Registry
-from .video import IMAGE_EXTS, VideoError, frame_files, load_decord, read_video   # re-exported: spamo.data is where users look
+from .video import FRAMES, IMAGE_EXTS, VideoError, frame_files, load_decord, read_video, squash   # re-exported: spamo.data is where users look
 
 # %% auto #0
 __all__ = ['LANGUAGES', 'NATIVE_NAMES', 'PHOENIX_FIELDS', 'H2S_COLUMNS', 'PLAIN_GLOBALS', 'NUMPY_GLOBALS', 'DATASETS',
@@ -55,31 +55,35 @@ class Sample:
     extra: dict = field(default_factory=dict)  # anything else, e.g. {'fps': 25.0} for frame folders
 
 # %% ../nbs/00_data.ipynb #4d0384a2
-def read_sample(sample: Sample, every:int=1, size:int|tuple|None=None) -> tuple[np.ndarray, float]:
+def read_sample(sample: Sample, every:int=1,
+                size:int|tuple|str|None=None, # an int (a square), (H, W), 'short:N' (shorter side N, aspect kept), None (as stored)
+                frames:str='source', # 'source' or 'official' (the authors' 256x256 frames; then size=None)
+               ) -> tuple[np.ndarray, float]:
     "Frames of `sample` in its time window; errors name `sample.id` and the path."
-    return read_video(sample.video, sample.start, sample.end, every, size, fps=float(sample.extra.get('fps', 25.0)), sample_id=sample.id)
+    return read_video(sample.video, sample.start, sample.end, every, size, fps=float(sample.extra.get('fps', 25.0)), sample_id=sample.id, frames=frames)
 
 # %% ../nbs/00_data.ipynb #3019a15c
 def iter_samples(samples, every:int=1, size=None,
                  on_error:str='raise', # 'raise' or 'skip' (then `report` is required)
                  report:list|None=None, # receives (id, path, reason) for each skipped sample
+                 frames:str='source', # 'source' or 'official' (see `read_sample`)
                 ):
     "Yield (sample, frames, fps) for each readable sample."
     if on_error not in ('raise', 'skip'): raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     if on_error == 'skip' and report is None: raise ValueError("on_error='skip' needs report=[] to list the skipped samples")
     for s in samples:
-        try: frames, fps = read_sample(s, every, size)
+        try: x, fps = read_sample(s, every, size, frames)
         except (FileNotFoundError, VideoError) as e:
             if on_error == 'raise': raise
             report.append((s.id, s.video, str(e)))
             continue
-        yield s, frames, fps
+        yield s, x, fps
 
 # %% ../nbs/00_data.ipynb #f14ace3f
-def read_samples(samples, every:int=1, size=None, on_error:str='raise') -> tuple[list, list]:
+def read_samples(samples, every:int=1, size=None, on_error:str='raise', frames:str='source') -> tuple[list, list]:
     "All readable samples as (sample, frames, fps), and the report of skipped ones as (id, path, reason)."
     report = []
-    return list(iter_samples(samples, every, size, on_error, report)), report
+    return list(iter_samples(samples, every, size, on_error, report, frames)), report
 
 # %% ../nbs/00_data.ipynb #62b77889
 PHOENIX_FIELDS = ['name', 'video', 'start', 'end', 'speaker', 'orth', 'translation']
@@ -114,13 +118,16 @@ def read_phoenix_csv(path) -> list[dict]:
 def load_phoenix14t(root, # the PHOENIX-2014-T folder, its parent, or a folder holding the corpus files
                     split:str, # 'train', 'dev' ('val') or 'test'
                     frames_dir=None, # frame folders (`<frames_dir>/<split>/<name>/...`), if not under `root/features`
+                    frames:str='source', # 'official': `features/fullFrame-256x256px` first, the authors' frames, where it exists
                    ) -> list[Sample]:
     "PHOENIX-2014-T samples of `split`: German translation as text, orth as gloss, speaker as signer."
     root, split = Path(root), norm_split(split)
+    if frames not in FRAMES: raise ValueError(f"frames must be one of {', '.join(map(repr, FRAMES))}, got {frames!r}")
     fn = f'PHOENIX-2014-T.{split}.corpus.csv'
     src = _first([root/'annotations/manual'/fn, root/'PHOENIX-2014-T/annotations/manual'/fn, root/fn], f'PHOENIX-2014-T {split} corpus')
     top = src.parents[2] if src.parent.name == 'manual' else src.parent
-    cands = ([Path(frames_dir)/split, Path(frames_dir)] if frames_dir else []) + [top/'features/fullFrame-210x260px'/split]
+    theirs = [top/'features/fullFrame-256x256px'/split] if frames == 'official' else []
+    cands = ([Path(frames_dir)/split, Path(frames_dir)] if frames_dir else []) + theirs + [top/'features/fullFrame-210x260px'/split]
     frames = next((c for c in cands if c.is_dir()), cands[0])
     out = []
     for r in read_phoenix_csv(src):
@@ -259,16 +266,19 @@ def load_csl_daily(root, # CSL-Daily folder (or the folder holding the label fil
                    split_file=None, # official split file for csl2020ct_v2.pkl; default: split_1.txt beside it
                    frames_dir=None, # folder of `<name>/` frame folders; default `root/sentence/frames_512x512`
                    fps:float=30.0, # frame rate of the frame folders
+                   frames:str='source', # 'official': the authors' `CSL-Daily_256x256px` first, where it exists
                   ) -> list[Sample]:
     "CSL-Daily samples of `split` with Chinese text."
     root, split = Path(root), norm_split(split)
+    if frames not in FRAMES: raise ValueError(f"frames must be one of {', '.join(map(repr, FRAMES))}, got {frames!r}")
     src = Path(labels) if labels is not None else _find_csl_labels(root, split)
     if not src.is_file(): raise FileNotFoundError(f"CSL-Daily labels not found: {src}")
     rows = read_csl_labels(src)
     if src.name.startswith('csl2020ct'):
         splits = read_csl_split(split_file or src.parent/'split_1.txt')
         rows = [r for r in rows if splits.get(r['name']) == split]
-    cands = [Path(frames_dir)] if frames_dir else [root/'sentence/frames_512x512', root/'frames_512x512', root.parent/'sentence/frames_512x512']
+    theirs = [root/'CSL-Daily_256x256px', root.parent/'CSL-Daily_256x256px'] if frames == 'official' else []
+    cands = [Path(frames_dir)] if frames_dir else theirs + [root/'sentence/frames_512x512', root/'frames_512x512', root.parent/'sentence/frames_512x512']
     frames = next((c for c in cands if c.is_dir()), cands[0])
     return [Sample(r['name'], str(frames/r['name']), r['text'], 'zh', split, gloss=r['gloss'], signer=r['signer'],
                    extra={'fps': fps, 'num_frames': r['length']}) for r in rows]
@@ -355,7 +365,10 @@ _ALIASES = {'phoenix2014t': 'phoenix14t', 'phoenix_2014_t': 'phoenix14t', 'synth
 def load_dataset(name:str, # a `DATASETS` name: 'phoenix14t' (also SynthSign), 'how2sign', 'csl_daily', 'manifest', or one you register
                  root, # dataset folder (for 'manifest': the manifest file)
                  split:str, # 'train', 'dev' or 'test'
+                 frames:str='source', # 'official': the authors' 256x256 frame folders where the loader knows them
                  **kw) -> list[Sample]:
     "Samples of one split of a dataset, its loader chosen by name (`DATASETS`)."
-    key = name.lower().replace('-', '_')
-    return DATASETS[_ALIASES.get(key, key)](root, split, **kw)
+    if frames not in FRAMES: raise ValueError(f"frames must be one of {', '.join(map(repr, FRAMES))}, got {frames!r}")
+    key = name.lower().replace('-', '_'); load = DATASETS[_ALIASES.get(key, key)]
+    if frames != 'source' and 'frames' in inspect.signature(load).parameters: kw['frames'] = frames
+    return load(root, split, **kw)

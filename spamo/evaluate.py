@@ -4,22 +4,22 @@
 
 # %% ../nbs/07_evaluate.ipynb #5cb2db90
 from __future__ import annotations
-import argparse, csv, json, sys
+import argparse, csv, json, sys, warnings
 from unittest.mock import patch
 import sacrebleu.significance as sacrebleu_significance
 from sacrebleu.significance import PairedTest
 from pathlib import Path
 from .data import load_dataset
 from .store import FeatureStore
-from .model import FeatureData, prompt_examples, translate_data
+from .model import EVAL_PROTOCOLS, FeatureData, eval_examples, prompt_examples, run_samples, translate_data
 from .checkpoint import load_run
 from .metrics import (PROTOCOLS, SEED, EvalSettings, corpus_bleu, corpus_rouge_l, evaluate_predictions, format_intervals,
-                           gather_predictions, interval_metrics, normalize, protocol_table, read_lines, sacrebleu_seed, score_corpus,
+                           format_metrics, gather_predictions, interval_metrics, normalize, protocol_table, read_lines, sacrebleu_seed, score_corpus,
                            settings_for, worst_best, write_metrics)
 
 # %% auto #0
 __all__ = ['PUBLISHED', 'REPRODUCE', 'tie_inclusive_p', 'paired_significance', 'format_significance', 'evaluate_cli',
-           'evaluate_run', 'read_scores_txt', 'reproduce_published']
+           'eval_label', 'format_eval_label', 'evaluate_run', 'read_scores_txt', 'reproduce_published']
 
 # %% ../nbs/07_evaluate.ipynb #34ab22ec
 def tie_inclusive_p(stats, real_difference:float) -> float:
@@ -81,6 +81,19 @@ def _evaluate_parser() -> argparse.ArgumentParser:
     p.add_argument('--seed', type=int, default=SEED, help=f"seed of the resampling (default {SEED}, sacreBLEU's)")
     p.add_argument('--out', help='run folder to write predictions.tsv and metrics.json into')
     p.add_argument('--json', action='store_true', help='print the metrics as JSON')
+    return _translate_arguments(p)
+
+# %% ../nbs/07_evaluate.ipynb #dc4858f7
+def _translate_arguments(p:argparse.ArgumentParser) -> argparse.ArgumentParser:
+    "The options of `RUN --translate`: translate the run's split first."
+    t = p.add_argument_group('translating a run first (RUN --translate)')
+    t.add_argument('--translate', action='store_true', help="translate the run's split with its checkpoint (writes RUN/eval-<split>/), then score it")
+    t.add_argument('--checkpoint', default='best', help="'best' (selected on the run's dev split), 'last' or a checkpoint folder")
+    t.add_argument('--num-beams', type=int, default=5, help='beam size (default 5)')
+    t.add_argument('--batch-size', type=int, help="sentences per generate call, length-sorted (default: the run's eval_batch_size)")
+    t.add_argument('--eval-protocol', choices=['standard', 'official'], help="standard: beam search, training-split examples; official: the "
+                   "authors' beam sampling (top_p 0.9) with examples from other test samples of the batch (default: the run's)")
+    t.add_argument('--generation-seed', type=int, help="seed of the official protocol's sampling (default: the run's seed)")
     return p
 
 # %% ../nbs/07_evaluate.ipynb #ee3dda51
@@ -116,29 +129,47 @@ def _baseline(a, ids:list, refs:list) -> list[str]:
     if any(got[str(i)][1] != r for i, r in zip(ids, refs)): raise ValueError(f'{a.baseline} and {a.hyp} have different references')
     return [got[str(i)][0] for i in ids]
 
+# %% ../nbs/07_evaluate.ipynb #e13c8480
+def _translate(a):
+    "With `--translate`, translate the run's split first (`evaluate_run`: its eval-<split>/ predictions and labelled metrics)."
+    if not a.translate:
+        if (a.batch_size, a.eval_protocol, a.generation_seed) != (None, None, None):
+            raise ValueError('--batch-size, --eval-protocol and --generation-seed say how to translate a run: add --translate')
+        return
+    if a.ref or not Path(a.hyp).is_dir(): raise ValueError(f'--translate translates a run: give its run directory alone, not {a.hyp}' + (f' {a.ref}' if a.ref else ''))
+    evaluate_run(a.hyp, a.split, a.checkpoint, a.num_beams, batch_size=a.batch_size, eval_protocol=a.eval_protocol,
+                 generation_seed=a.generation_seed, progress=not a.json, verbose=False)
+
+def _label(a) -> dict|None:
+    "How a run's predictions were translated (the `eval_protocol` its evaluation stored), None for hypothesis files."
+    m = Path(a.hyp) / f'eval-{a.split}' / 'metrics.json'
+    return json.loads(m.read_text(encoding='utf-8')).get('eval_protocol') if Path(a.hyp).is_dir() and m.exists() else None
+
 # %% ../nbs/07_evaluate.ipynb #c41e0b02
-def _score(a, ids:list, hyps:list, refs:list, language:str, base:list|None, protocol:str, quiet:bool, **kw) -> dict:
-    "One protocol's metrics with intervals and, against `base`, the paired tests; written to `--out`, printed unless `quiet`."
+def _score(a, ids:list, hyps:list, refs:list, language:str, base:list|None, protocol:str, quiet:bool, label:dict|None=None, **kw) -> dict:
+    "One protocol's metrics with intervals and, against `base`, the paired tests; labelled with how a run translated (`label`); written to `--out`, printed unless `quiet`."
     out = (Path(a.out) / protocol if a.all_protocols else Path(a.out)) if a.out else None
+    if label and not quiet: print(format_eval_label(label))
     m = evaluate_predictions(ids, hyps, refs, language, run_dir=out, verbose=not quiet, protocol=protocol, resamples=a.resamples, seed=a.seed, **kw)
-    if base is None: return m
-    m['significance'] = paired_significance(hyps, base, refs, EvalSettings(**m['settings']), a.resamples or 1000, a.trials, a.seed, a.baseline)
-    if out: write_metrics(out, m)
-    if not quiet: print(format_significance(m['significance']))
+    if label: m['eval_protocol'] = label
+    if base is not None:
+        m['significance'] = paired_significance(hyps, base, refs, EvalSettings(**m['settings']), a.resamples or 1000, a.trials, a.seed, a.baseline)
+        if not quiet: print(format_significance(m['significance']))
+    if out and (label or base is not None): write_metrics(out, m)
     return m
 
 # %% ../nbs/07_evaluate.ipynb #6b10decd
 def evaluate_cli(argv:list[str]|None=None) -> int:
     "`spamo evaluate RUN [--split test]` or `spamo evaluate HYP REF`, with [--baseline OTHER] [--protocol] [--json] ...; 0 ok, 2 bad input."
     a = _evaluate_parser().parse_args(argv)
-    try: ids, hyps, refs, language = _pairs(a); base = _baseline(a, ids, refs) if a.baseline else None
+    try: _translate(a); ids, hyps, refs, language = _pairs(a); base = _baseline(a, ids, refs) if a.baseline else None
     except (OSError, UnicodeDecodeError) as e:
         print(f'spamo evaluate: cannot read {getattr(e, "filename", None) or e}: {e}', file=sys.stderr); return 2
     except ValueError as e: print(f'spamo evaluate: {e}', file=sys.stderr); return 2
     kw = dict(bleurt=a.bleurt, bleurt_checkpoint=a.bleurt_checkpoint, bleurt_device=a.bleurt_device, tokenize=a.tokenize, lowercase=a.lowercase,
               punct=a.punct, ref_period=a.ref_period, rouge_tokens=a.rouge_tokens, rouge_beta=a.rouge_beta)
     names = list(PROTOCOLS) if a.all_protocols else [a.protocol]
-    try: ms = {n: _score(a, ids, hyps, refs, language, base, n, a.json or a.all_protocols, **kw) for n in names}
+    try: ms = {n: _score(a, ids, hyps, refs, language, base, n, a.json or a.all_protocols, _label(a), **kw) for n in names}
     except ValueError as e: print(f'spamo evaluate: {e}', file=sys.stderr); return 2
     if a.json: print(json.dumps(ms if a.all_protocols else ms[a.protocol], indent=2, ensure_ascii=False))
     elif a.all_protocols:
@@ -146,25 +177,53 @@ def evaluate_cli(argv:list[str]|None=None) -> int:
         for n, m in ms.items(): print(f'[protocol {n}]' + (format_intervals(m['intervals']) if m.get('intervals') else '') + ('\n' + format_significance(m['significance']) if base else ''))
     return 0
 
+# %% ../nbs/07_evaluate.ipynb #e7a994a1
+def eval_label(cfg, split:str, protocol:str, checkpoint:str, num_beams:int, batch_size:int, seed:int) -> dict:
+    "What a translation of `split` for scoring did: `metrics.json`'s `eval_protocol` entry (warns where 'official' selected on another split)."
+    if protocol not in EVAL_PROTOCOLS: raise ValueError(f"unknown eval_protocol {protocol!r}; known: {', '.join(EVAL_PROTOCOLS)}")
+    p, selected = EVAL_PROTOCOLS[protocol], cfg.data.dev_split if checkpoint == 'best' else None
+    if protocol == 'official' and selected != split: warnings.warn(
+        f"eval_protocol 'official': the authors selected their checkpoint on the test split (configs/finetune.yaml:69), but this "
+        f"{'run selected it on ' + repr(selected) if selected else 'checkpoint was not selected (' + checkpoint + ')'}; only the decoding "
+        f"and the examples are theirs (train with dev_split {split!r} for their selection)")
+    return dict(name=protocol, means=p['means'], num_beams=num_beams, max_new_tokens=cfg.train.max_new_tokens, **p['generate'],
+                seed=seed if p['generate']['do_sample'] else None, batch_size=batch_size, length_sorted=True,
+                examples=p['examples'] if cfg.model.num_examples else 'none (num_examples 0)', checkpoint=checkpoint,
+                selected_on=selected, test_as_validation=selected == split)
+
+def format_eval_label(e:dict) -> str:
+    "The label's one line, printed before the scores."
+    how = (f"beam sampling ({e['num_beams']} beams, top_p {e['top_p']}, top_k {e['top_k']}, seed {e['seed']})" if e['do_sample']
+           else f"beam search ({e['num_beams']} beams)")
+    return (f"[evaluation {e['name']}: {how}; examples: {e['examples']}; checkpoint {e['checkpoint']}"
+            + (f" selected on {e['selected_on']}" if e['selected_on'] else '') + ']')
+
 # %% ../nbs/07_evaluate.ipynb #7117602c
 def evaluate_run(run_dir, # a run directory written by `spamo.train.train` (or `spamo import-checkpoint`)
                  split:str='test', # split to translate and score
                  checkpoint:str='best', # 'best', 'last' or a checkpoint folder
                  num_beams:int=5, # beam size
                  out:str|Path|None=None, # where predictions.tsv and metrics.json go (default `<run_dir>/eval-<split>`)
-                 batch_size:int=16, progress:bool=True, **overrides) -> dict:
-    "Translate `split` with a trained run and score it; writes `predictions.tsv` and `metrics.json`."
+                 batch_size:int|None=None, # sentences per generate call, length-sorted (default: the run's `eval_batch_size`)
+                 eval_protocol:str|None=None, # `EVAL_PROTOCOLS` name: 'standard' | 'official' (default: the run's `eval_protocol`)
+                 generation_seed:int|None=None, # seed of the sampling of 'official' (default: the run's `seed`)
+                 progress:bool=True, **overrides) -> dict:
+    "Translate `split` with a trained run and score it; writes `predictions.tsv` and `metrics.json`, labelled with its `eval_protocol`."
     from accelerate import PartialState
     state = PartialState()
-    model, cfg = load_run(run_dir, checkpoint, state.device)
+    model, cfg = load_run(run_dir, checkpoint, state.device); t = cfg.train
+    protocol, batch_size, seed = eval_protocol or t.eval_protocol, batch_size or t.eval_batch_size, t.seed if generation_seed is None else generation_seed
+    label = eval_label(cfg, split, protocol, checkpoint, num_beams, batch_size, seed)   # an unknown protocol stops here
     data = FeatureData(load_dataset(cfg.data.dataset, cfg.data.data_root, split), FeatureStore(cfg.data.features))
-    examples = prompt_examples(cfg, load_dataset(cfg.data.dataset, cfg.data.data_root, cfg.data.train_split)) if cfg.model.num_examples else None
+    train_examples = prompt_examples(cfg, run_samples(cfg.data, cfg.data.train_split)) if cfg.model.num_examples and protocol == 'standard' else None
+    examples = eval_examples(cfg, run_samples(cfg.data, split), train_examples, protocol, split)   # targets as the run trains on them
     with state.split_between_processes(list(range(len(data)))) as mine:
-        hyps = translate_data(model, data, examples, batch_size, num_beams, cfg.train.max_new_tokens, idx=mine, progress=progress)
+        hyps = translate_data(model, data, examples, batch_size, num_beams, t.max_new_tokens, idx=mine, progress=progress, protocol=protocol, seed=seed)
     ids, hyps, refs = gather_predictions([data.samples[i].id for i in mine], hyps, [data.samples[i].text for i in mine])
-    overrides.setdefault('verbose', state.is_main_process)
-    m = evaluate_predictions(ids, hyps, refs, data.samples[0].language,
-                             run_dir=(out or Path(run_dir) / f'eval-{split}') if state.is_main_process else None, **overrides)
+    verbose, where = overrides.pop('verbose', state.is_main_process), (out or Path(run_dir) / f'eval-{split}') if state.is_main_process else None
+    m = evaluate_predictions(ids, hyps, refs, data.samples[0].language, run_dir=where, verbose=False, **overrides) | dict(eval_protocol=label)
+    if where is not None: write_metrics(where, m)
+    if verbose: print(format_eval_label(label) + '\n' + format_metrics(m))
     return dict(m, ids=ids, hyps=hyps, refs=refs)
 
 # %% ../nbs/07_evaluate.ipynb #c0b3307e

@@ -4,42 +4,142 @@
 
 # %% ../nbs/02a_features.ipynb #b03d59f0
 from __future__ import annotations
-import argparse, atexit, json, queue, sys, threading, time
+import argparse, atexit, glob, heapq, json, os, shutil, socket, sys, threading, time, uuid
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 import torch
 from .data import VideoError, read_sample, load_dataset
-from .spatial import RECIPE, RECIPES, SpatialEncoder, default_spatial
-from .store import DiskFull, FeatureStore, store_settings, store_lock, write_record
-from .motion import MotionEncoder
+from .video import FRAMES, IMAGE_EXTS, parse_size
+from .spatial import RECIPE, RECIPES, SpatialEncoder, check_recipe, default_spatial, frame_chunks
+from .store import DiskFull, FeatureStore, store_settings, store_lock, write_atomic, write_record
+from .motion import ClipStream, MotionEncoder
+from .progress import progress_bar
+
 
 # %% auto #0
-__all__ = ['EXTRACTION', 'end_process_group', 'extract', 'extract_parser', 'extract_cli']
+__all__ = ['EXTRACTION', 'RECIPE_PRECISION', 'SHARED_WAIT', 'precision', 'decode_workers', 'Uploader', 'encode_video',
+           'frame_count', 'balance', 'wait_files', 'end_process_group', 'extract', 'extract_parser', 'extract_cli']
 
 # %% ../nbs/02a_features.ipynb #be8f65e4
 EXTRACTION = dict(recipe=RECIPE, pretrained='openai', scales='1,2', motion='MCG-NJU/videomae-large', stride=8, pooling='first',
-                  dtype='auto', store_dtype='float16', on_error='skip', every=1)
+                  dtype=None, store_dtype=None, on_error='skip', every=1, workers=0, frames='source')   # dtype None: the recipe's
+RECIPE_PRECISION = {'official': ('fp32', 'float32'),   # the authors' extraction: computed in fp32, stored float32
+                    'spamo': ('auto', 'float16')}      # bf16 where the device has it (`resolve_dtype`), stored in half the space
 
+def precision(recipe:str, dtype:str|None=None, store_dtype:str|None=None) -> tuple:
+    "(compute dtype, store dtype): the ones given, else the recipe's (`RECIPE_PRECISION`)."
+    d, s = RECIPE_PRECISION[check_recipe(recipe)]
+    return dtype or d, store_dtype or s
+
+# %% ../nbs/02a_features.ipynb #5a4d69ee
+def decode_workers() -> int:
+    "Decode threads per process: the cores this process may use over the processes of its machine (`LOCAL_WORLD_SIZE`), 2 to 8."
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
+    return max(2, min(8, cores // max(1, int(os.environ.get('LOCAL_WORLD_SIZE', '1')))))
 
 # %% ../nbs/02a_features.ipynb #44de220e
-def _prefetch(samples, every, size, depth:int=2):
-    "Yield (sample, frames or exception), decoding up to `depth` videos ahead in a background thread."
-    q, stop = queue.Queue(maxsize=depth), threading.Event()
+def _prefetch(samples, read, # `read(sample)` gives its frames
+              workers:int=2, depth:int|None=None): # decoding threads; decoded videos held at most (default workers + 1)
+    "Yield (sample, frames or exception) in order, `workers` daemon threads decoding ahead."
+    samples, depth = list(samples), depth or workers + 1
+    got, cond, stop, slots, order = {}, threading.Condition(), threading.Event(), threading.Semaphore(depth), iter(range(len(samples)))
     def work():
-        for s in samples:
-            if stop.is_set(): break
-            try: item = (s, read_sample(s, every, size)[0])
-            except Exception as e: item = (s, e)
-            q.put(item)
-        q.put(None)
-    t = threading.Thread(target=work, daemon=True); t.start()
+        while not stop.is_set():
+            if not slots.acquire(timeout=0.2): continue            # a slot: one more decoded video may be held
+            with cond: i = next(order, None)
+            if i is None or stop.is_set(): return
+            try: item = read(samples[i])
+            except Exception as e: item = e
+            with cond: got[i] = item; cond.notify_all()
+    for _ in range(max(1, min(workers, len(samples)))): threading.Thread(target=work, daemon=True, name='spamo-decode').start()
     try:
-        while (item := q.get()) is not None: yield item
-    finally:
-        stop.set()
-        while t.is_alive():                          # unblock the worker if it waits on a full queue
-            try: q.get_nowait()
-            except queue.Empty: t.join(0.05)
+        for i, s in enumerate(samples):
+            with cond:
+                while i not in got: cond.wait()
+                item = got.pop(i)
+            yield s, item
+            del item; slots.release()
+    finally: stop.set()                                        # threads stop after the video they decode (daemons: no wait at exit)
+
+# %% ../nbs/02a_features.ipynb #328abdd4
+class Uploader:
+    "Moves uint8 chunks `(t, 3, H, W)` to `device`; on CUDA through pinned host buffers used in turn, so a copy overlaps the last chunk's work."
+    def __init__(self, device, buffers:int=2):
+        self.device = torch.device(device); self.pinned = self.device.type == 'cuda'
+        self.bufs, self.copied, self.k = [None] * buffers, [None] * buffers, 0
+    def __call__(self, x:torch.Tensor) -> torch.Tensor:
+        if not self.pinned: return x.to(self.device)
+        self.k = k = (self.k + 1) % len(self.bufs)
+        if self.copied[k] is not None: self.copied[k].synchronize()          # the copy that last read this buffer is done
+        if self.bufs[k] is None or self.bufs[k].numel() < x.numel(): self.bufs[k] = torch.empty(x.numel(), dtype=torch.uint8, pin_memory=True)
+        t, c, h, w = x.shape
+        host = self.bufs[k][:x.numel()].view(t, h, w, c); host.copy_(x.permute(0, 2, 3, 1))
+        y = host.to(self.device, non_blocking=True)
+        self.copied[k] = torch.cuda.Event(); self.copied[k].record()
+        return y.permute(0, 3, 1, 2)
+
+# %% ../nbs/02a_features.ipynb #e4b9399e
+def encode_video(se:SpatialEncoder, me:MotionEncoder, frames, # the encoders (on one device) and uint8 (T, H, W, 3) frames
+                 batch_size:int|None=None, # images per forward of SE (None: by device)
+                 upload:Uploader|None=None, # how chunks reach the device (None: a new `Uploader`)
+                ) -> tuple: # Z_s (T, se.dim) and Z_m (N, me.dim), float32 on CPU
+    "Spatial and motion features of one video: each chunk of frames is moved to the device once and read by both encoders."
+    frames = frames[None] if frames.ndim == 3 else frames
+    upload, stream, zs = upload or Uploader(se.device), ClipStream(me, len(frames)), []
+    for x in frame_chunks(frames, se.chunk(frames.shape[1:3], batch_size)):
+        x = upload(x); zs.append(se.encode_chunk(x, batch_size)); stream.add(x); del x   # one chunk alive at a time
+    return torch.cat(zs), stream.result()
+
+# %% ../nbs/02a_features.ipynb #f01285c0
+def _container(path) -> tuple:
+    "(fps, frames) of a video file from its header (PyAV)."
+    import av
+    with av.open(str(path)) as c:
+        v = c.streams.video[0]; fps = float(v.average_rate or v.guessed_rate or 25)
+        secs = float(v.duration * v.time_base) if v.duration else (c.duration or 0) / 1e6
+        return fps, v.frames or round(secs * fps)
+
+def frame_count(s, # a `spamo.data.Sample`
+                every:int=1) -> int: # keep every k-th frame, as `read_sample`
+    "About the frames `read_sample(s, every)` gives, read cheaply: image files of a frame folder, a video's header, the time window (1 if unknown)."
+    try:
+        p, fps, n = str(s.video), float(s.extra.get('fps', 25.0)), s.extra.get('num_frames')
+        if n is None and os.path.isdir(p): n = sum(1 for e in os.scandir(p) if e.name.lower().endswith(IMAGE_EXTS))
+        elif n is None and os.path.isfile(p) and not p.lower().endswith(IMAGE_EXTS): fps, n = _container(p)
+        elif n is None: n = len(glob.glob(p)) or 1
+        a, b = (s.start or 0) * fps, min(n, s.end * fps) if s.end is not None else n
+        return max(1, int(-(-(b - a) // every)))
+    except Exception: return 1                                 # unreadable: one frame's weight, it fails fast
+
+def balance(weights:list, n:int) -> list: # n lists of indices into `weights`
+    "Indices split into `n` shares of nearly equal total weight: the heaviest first, each to the lightest share."
+    heap, shares = [(0, r) for r in range(n)], [[] for _ in range(n)]
+    for i in sorted(range(len(weights)), key=lambda i: (-weights[i], i)):
+        w, r = heapq.heappop(heap); shares[r].append(i); heapq.heappush(heap, (w + weights[i], r))
+    return shares
+
+# %% ../nbs/02a_features.ipynb #f141471b
+SHARED_WAIT = 120   # seconds a process waits for another's marker before calling the store folder not shared
+
+def wait_files(files:list, # paths to wait for
+               timeout:float|None=None, # seconds; None: for as long as it takes
+               error:str='', # the message of the TimeoutError when `timeout` passes
+               every:float=0.2, # seconds between looks
+               say:float=600, # seconds between notes on stderr naming what is still awaited
+               stop:Path|None=None, # a file whose appearance ends the wait early (the main process's final word)
+              ) -> None:
+    "Wait until every file in `files` exists (written whole by `write_atomic`), or `stop` does."
+    t0 = last = time.time()
+    while (missing := [f for f in map(Path, files) if not f.exists()]) and not (stop and Path(stop).exists()):
+        if timeout is not None and time.time() - t0 > timeout:
+            raise TimeoutError(f"{error}: after {timeout:.0f} s, {', '.join(f.name for f in missing)} missing in {missing[0].parent}")
+        if time.time() - last > say:
+            last = time.time(); print(f"spamo extract: waiting for {', '.join(f.name for f in missing)} ({(last - t0) / 60:.0f} min)", file=sys.stderr, flush=True)
+        time.sleep(every)
+
+def _put(path:Path, obj) -> Path: return write_atomic(path, json.dumps(obj))
+def _get(path:Path): return json.loads(Path(path).read_text())
 
 # %% ../nbs/02a_features.ipynb #44d179a8
 def end_process_group() -> None:
@@ -50,6 +150,12 @@ def end_process_group() -> None:
 atexit.register(end_process_group)   # every script that extracts, trains or evaluates with spamo (the CLI's jobs too)
 
 # %% ../nbs/02a_features.ipynb #d24bf814
+def _check(samples, on_error):
+    "Refuse an unknown `on_error` and duplicate sample ids."
+    if on_error not in ('raise', 'skip'): raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    ids = [s.id for s in samples]
+    if len(set(ids)) != len(ids): raise ValueError(f'duplicate sample ids: {sorted({i for i in ids if ids.count(i) > 1})[:5]}')
+
 def _encoder(enc, cls, recipe:str|None=None):
     "`enc`, or the encoder it names built with `recipe` (`EXTRACTION`'s when None); a given encoder of another recipe raises."
     if isinstance(enc, str): return cls.from_name(enc, recipe=recipe or EXTRACTION['recipe'])
@@ -63,74 +169,128 @@ def extract(samples:list, # `spamo.data.Sample`s (ids must be unique)
             motion=EXTRACTION['motion'], # a `MotionEncoder` or a name for `MotionEncoder.from_name`
             batch_size:int|None=None, # images per forward of SE (clips per forward of ME: by device)
             device=None, # None: this process's device (accelerate), else e.g. 'cpu', 'cuda'
-            dtype:str=EXTRACTION['dtype'], # compute dtype: 'auto', 'fp32', 'bf16', 'fp16'
+            dtype:str|None=EXTRACTION['dtype'], # compute dtype: 'auto', 'fp32', 'bf16', 'fp16'; None: the recipe's (`precision`)
             on_error:str=EXTRACTION['on_error'], # 'skip' lists a bad video in failures.json and goes on; 'raise' stops at it
-            store_dtype:str=EXTRACTION['store_dtype'], # dtype of the stored features
-            size=None, every:int=EXTRACTION['every'], # decode: resize frames to `size`, keep every k-th frame
-            progress:bool=True, # show a tqdm bar with frames/s
+            store_dtype:str|None=EXTRACTION['store_dtype'], # dtype of the stored features; None: the recipe's (`precision`)
+            size=None, every:int=EXTRACTION['every'], # decode: size as `read_video` takes it ('short:256' keeps the aspect), keep every k-th frame
+            progress:bool=True, # show a progress bar with frames/s (plain lines in a log)
             recipe:str|None=None, # 'official' or 'spamo' for encoders given by name (None: `EXTRACTION`'s); given encoders must match
-           ) -> dict: # report: extracted, skipped, failed, frames, seconds, frames_per_s
+            workers:int|None=None, frames:str=EXTRACTION['frames'], # decode threads per process (None: by cores); 'source' or 'official' frames (`read_video`)
+           ) -> dict: # report: extracted, skipped, failed, frames, seconds, frames_per_s, waiting_s
     "Extract spatial and motion features of `samples` into the feature store at `path`; resumable."
     from accelerate import PartialState
-    if on_error not in ('raise', 'skip'): raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
-    ids = [s.id for s in samples]
-    if len(set(ids)) != len(ids): raise ValueError(f'duplicate sample ids: {sorted({i for i in ids if ids.count(i) > 1})[:5]}')
+    _check(samples, on_error)
     state = PartialState(cpu=not torch.cuda.is_available() or (device is not None and torch.device(device).type == 'cpu'))
     device = torch.device(device) if device else state.device
     se = _encoder(default_spatial(recipe) if spatial is None else spatial, SpatialEncoder, recipe)
     me = _encoder(motion, MotionEncoder, recipe)
-    se.prepare(device, dtype); me.prepare(device, dtype)
-    settings = store_settings(se, me, store_dtype, str(se.dtype).replace('torch.', ''), size, every)
-    with ExitStack() as held:
-        if state.is_main_process:   # one extraction of a store at a time: a second one waits, then skips what this one wrote
-            held.enter_context(store_lock(path)); store = FeatureStore(path, settings, create=True); store.clean_temporary()
-        state.wait_for_everyone()
-        return _extract_locked(samples, path, settings, state, se, me, batch_size, on_error, size, every, progress)
-
-# %% ../nbs/02a_features.ipynb #5ffdf709
-def _extract_locked(samples, path, settings, state, se, me, batch_size, on_error, size, every, progress) -> dict:
-    "`extract` once its store is created and locked: every process extracts its share; the main one writes the index."
-    from accelerate.utils import gather_object
-    store = FeatureStore(path, settings)
-    with state.split_between_processes(list(samples)) as mine:
-        rep = _extract_share(mine, store, se, me, batch_size, on_error, size, every, progress and state.is_local_main_process)
-    reps = gather_object([rep]) if state.num_processes > 1 else [rep]
-    report = {k: [x for r in reps for x in r[k]] for k in ('extracted', 'skipped', 'failed')}
-    report.update(frames=sum(r['frames'] for r in reps), seconds=max(r['seconds'] for r in reps), path=str(path))
-    report['frames_per_s'] = report['frames'] / max(report['seconds'], 1e-9)
-    if state.is_main_process:
-        store.scan(); store.write_index()
-        (store.path/'failures.json').write_text(json.dumps(report['failed'], indent=1))
-    state.wait_for_everyone()
-    return report
+    dtype, store_dtype = precision(se.recipe, dtype, store_dtype); se.prepare(device, dtype); me.prepare(device, dtype)
+    settings = store_settings(se, me, store_dtype, str(se.dtype).replace('torch.', ''), size, every, frames)
+    job = dict(se=se, me=me, batch_size=batch_size, on_error=on_error, read=lambda s: read_sample(s, every, size, frames)[0],
+               workers=workers or decode_workers(), progress=progress and state.is_local_main_process)
+    if state.num_processes > 1: return _extract_ranks(samples, Path(path), settings, state, job)
+    with store_lock(path):   # one extraction of a store at a time: a second one waits, then skips what this one wrote
+        store = FeatureStore(path, settings, create=True); store.clean_temporary()
+        return _finish(store, [_extract_share(samples, store, **job)])
 
 # %% ../nbs/02a_features.ipynb #d9df8700
-def _extract_share(samples, store, se, me, batch_size, on_error, size, every, progress) -> dict:
-    "Extract the samples of this process; returns its part of the report."
-    from tqdm.auto import tqdm
+def _extract_one(s, x, store, se, me, batch_size, upload) -> dict:
+    "Encode and write one decoded video; its index entry."
+    if isinstance(x, Exception): raise x
+    zs, zm = encode_video(se, me, x, batch_size, upload)
+    write_record(store.file(s.id), s.id, zs, zm, store.settings)
+    return dict(file=f'records/{store.file(s.id).name}', frames=len(zs), clips=len(zm))
+
+def _extract_share(samples, store, se, me, batch_size, on_error, read, workers, progress) -> dict:
+    "Extract the samples of this process; returns its part of the report (with the seconds it waited for decoded frames)."
     done = {s.id for s in samples if store.is_done(s.id)}
     todo = [s for s in samples if s.id not in done]
-    rep = dict(extracted=[], skipped=[s.id for s in samples if s.id in done], failed=[], frames=0)
-    bar, t0 = tqdm(total=len(todo), unit='video', disable=not progress, desc='extract'), time.time()
-    for s, frames in _prefetch(todo, every, size):
-        try:
-            if isinstance(frames, Exception): raise frames
-            zs, zm = se.encode(frames, batch_size), me.encode(frames)
-            write_record(store.file(s.id), s.id, zs, zm, store.settings)
+    rep = dict(extracted=[], skipped=[s.id for s in samples if s.id in done], failed=[], frames=0, waiting_s=0.0, records={})
+    bar, t0, up, items = progress_bar(total=len(todo), unit='video', disable=not progress, desc='extract'), time.time(), Uploader(se.device), _prefetch(todo, read, workers)
+    while True:
+        t = time.time(); s, x = next(items, (None, None)); rep['waiting_s'] += time.time() - t
+        if s is None: break
+        try: rep['records'][s.id] = _extract_one(s, x, store, se, me, batch_size, up)
         except DiskFull as e:   # not the video's fault: stop, keeping every record written
             bar.close(); n = len(rep['extracted']) + len(rep['skipped'])
             raise DiskFull(e.errno, f'{e.strerror}; the {n} records written are kept: free space and re-run the same extraction, it skips them') from e
         except Exception as e:
             if on_error == 'raise': bar.close(); raise
             rep['failed'].append(dict(id=s.id, video=str(s.video), error=f'{type(e).__name__}: {e}'))
-        else:
-            rep['extracted'].append(s.id); rep['frames'] += len(frames)
-        bar.update(); bar.set_postfix(frames_per_s=f"{rep['frames'] / max(time.time() - t0, 1e-9):.0f}")
+        else: rep['extracted'].append(s.id); rep['frames'] += len(x)
+        del x; bar.update(); bar.set_postfix(frames_per_s=f"{rep['frames'] / max(time.time() - t0, 1e-9):.0f}")
     bar.close()
     rep['seconds'] = time.time() - t0
     return rep
 
+# %% ../nbs/02a_features.ipynb #5ffdf709
+def _finish(store:FeatureStore, reps:list) -> dict:
+    "Merge the reports of the processes, index the store (its files and what the reports wrote) and write failures.json."
+    report = {k: [x for r in reps for x in r[k]] for k in ('extracted', 'skipped', 'failed')}
+    report.update(frames=sum(r['frames'] for r in reps), seconds=max(r['seconds'] for r in reps), path=str(store.path),
+                  waiting_s=max(r['waiting_s'] for r in reps))
+    report['frames_per_s'] = report['frames'] / max(report['seconds'], 1e-9)
+    store.scan()
+    for r in reps: store.index['records'].update({i: e for i, e in r['records'].items() if i not in store.index['records']})
+    store.write_index()
+    write_atomic(store.path/'failures.json', json.dumps(report['failed'], indent=1))
+    return report
+
+# %% ../nbs/02a_features.ipynb #408cbc0b
+def _not_shared(d:Path) -> str:
+    return (f"process {os.environ.get('RANK', '?')} on {socket.gethostname()} cannot see the other processes' markers in {d}: "
+            "the feature store folder must be on a filesystem every node shares (NFS, Lustre, ...); give --out such a folder")
+
+def _extract_ranks(samples, path:Path, settings:dict, state, job:dict) -> dict:
+    "Several processes: one broadcast names the run, then they meet through files in `path/.ranks/<run>` (no collective a slow process can time out)."
+    from accelerate.utils import broadcast_object_list
+    run = broadcast_object_list([uuid.uuid4().hex if state.is_main_process else None])[0]
+    d, r, n = path/'.ranks'/run, state.process_index, state.num_processes
+    d.mkdir(parents=True, exist_ok=True); _put(d/f'hello-{r}.json', dict(host=socket.gethostname(), pid=os.getpid()))
+    if state.is_main_process: return _main_rank(samples, path, settings, d, n, job)
+    wait_files([d/'hello-0.json'], SHARED_WAIT, _not_shared(d))
+    wait_files([d/'plan.json'], stop=d/'final.json')              # the main process may wait for the store's lock first
+    if not (d/'plan.json').exists(): raise RuntimeError(f"spamo extract stopped: {_get(d/'final.json')['error']}")
+    store, mine = FeatureStore(path, settings), set(_get(d/'plan.json')[r])
+    try: rep = _extract_share([s for s in samples if s.id in mine], store, **job)
+    except BaseException as e: _put(d/f'report-{r}.json', dict(error=f'{type(e).__name__}: {e}')); raise
+    _put(d/f'report-{r}.json', rep); wait_files([d/'final.json'])
+    final = _get(d/'final.json'); _put(d/f'bye-{r}.json', {})
+    if 'error' in final: raise RuntimeError(f"spamo extract stopped: {final['error']}")
+    return final
+
+# %% ../nbs/02a_features.ipynb #3f82cbdd
+def _main_rank(samples, path:Path, settings:dict, d:Path, n:int, job:dict) -> dict:
+    "The main process of several: lock and create the store, check it is shared, plan the shares by frames, gather the reports by file."
+    with store_lock(path):
+        try:
+            store = FeatureStore(path, settings, create=True); store.clean_temporary()
+            for old in (path/'.ranks').iterdir():
+                if old != d: shutil.rmtree(old, ignore_errors=True)      # left by stopped runs (the lock says none is running)
+            wait_files([d/f'hello-{k}.json' for k in range(n)], SHARED_WAIT, _not_shared(d))
+            todo = [s for s in samples if not store.is_done(s.id)]
+            with ThreadPoolExecutor(16) as pool: weights = list(pool.map(lambda s: frame_count(s), todo))
+            shares = [[todo[i].id for i in share] for share in balance(weights, n)]
+            _put(d/'plan.json', shares)
+            mine = set(shares[0]) | {s.id for s in samples if s.id not in {t.id for t in todo}}
+            reps = [_extract_share([s for s in samples if s.id in mine], store, **job)]
+            wait_files([d/f'report-{k}.json' for k in range(1, n)])  # as long as the slowest process works
+            reps += [_get(d/f'report-{k}.json') for k in range(1, n)]
+            if bad := [f"process {k}: {x['error']}" for k, x in enumerate(reps) if 'error' in x]: raise RuntimeError('; '.join(bad))
+            report = _finish(store, reps)
+        except BaseException as e: _put(d/'final.json', dict(error=f'{type(e).__name__}: {e}')); raise
+        _put(d/'final.json', report)
+        try: wait_files([d/f'bye-{k}.json' for k in range(1, n)], 60, 'bye')
+        except TimeoutError: pass
+        shutil.rmtree(d, ignore_errors=True)
+        return report
+
 # %% ../nbs/02a_features.ipynb #f3142bec
+def _size(text:str):
+    "`parse_size` for argparse: its message, not argparse's 'invalid value'."
+    try: return parse_size(text)
+    except ValueError as e: raise argparse.ArgumentTypeError(str(e)) from None
+
 def extract_parser() -> argparse.ArgumentParser:
     "The options of `spamo extract`, their defaults from `EXTRACTION`."
     p = argparse.ArgumentParser(prog='spamo extract', description='Extract spatial (S2) and motion features into a resumable feature store.')
@@ -144,10 +304,13 @@ def extract_parser() -> argparse.ArgumentParser:
     p.add_argument('--scales', default=EXTRACTION['scales']); p.add_argument('--motion', default=EXTRACTION['motion'])
     p.add_argument('--stride', type=int, default=EXTRACTION['stride']); p.add_argument('--pooling', default=EXTRACTION['pooling'], choices=['first', 'mean'])
     p.add_argument('--batch-size', type=int, default=None, help='images per forward (default by device)')
-    p.add_argument('--device', default=None); p.add_argument('--dtype', default=EXTRACTION['dtype'], choices=['auto', 'fp32', 'bf16', 'fp16'])
-    p.add_argument('--store-dtype', default=EXTRACTION['store_dtype'], choices=['float16', 'bfloat16', 'float32'])
-    p.add_argument('--size', type=int, default=None, help='decode frames resized to SIZE x SIZE')
+    p.add_argument('--device', default=None)
+    p.add_argument('--dtype', default=EXTRACTION['dtype'], choices=['auto', 'fp32', 'bf16', 'fp16'], help="compute dtype (default: the recipe's: official fp32, spamo auto)")
+    p.add_argument('--store-dtype', default=EXTRACTION['store_dtype'], choices=['float16', 'bfloat16', 'float32'], help="stored dtype (default: the recipe's: official float32, spamo float16)")
+    p.add_argument('--size', type=_size, default=None, help="decode size: 256 (a 256x256 square), 224,398 (H,W), short:256 (the shorter side 256, aspect kept); default: as stored")
+    p.add_argument('--frames', default=EXTRACTION['frames'], choices=FRAMES, help="'official': the authors' 256x256 frames (PHOENIX14T, CSL-Daily); default: as stored")
     p.add_argument('--every', type=int, default=EXTRACTION['every']); p.add_argument('--limit', type=int, default=None)
+    p.add_argument('--workers', type=int, default=EXTRACTION['workers'], help='decode threads per process (default 0: by cores, 2 to 8)')
     p.add_argument('--on-error', default=EXTRACTION['on_error'], choices=['skip', 'raise']); p.add_argument('--no-progress', action='store_true')
     return p
 
@@ -157,14 +320,15 @@ def extract_cli(argv:list[str]|None=None) -> int:
     a = extract_parser().parse_args(argv)
     try:
         kw = dict(clips_dir=a.clips_dir) if a.clips_dir else {}
-        samples = load_dataset(a.dataset, a.root, a.split, **kw)[:a.limit]
+        samples = load_dataset(a.dataset, a.root, a.split, frames=a.frames, **kw)[:a.limit]
         spatial = a.spatial or default_spatial(a.recipe)
         se = SpatialEncoder.from_name(spatial, a.pretrained, tuple(int(s) for s in a.scales.split(',')), recipe=a.recipe)
         me = MotionEncoder.from_name(a.motion, a.stride, a.pooling, recipe=a.recipe)
-        r = extract(samples, a.out, se, me, a.batch_size, a.device, a.dtype, a.on_error, a.store_dtype, a.size, a.every, not a.no_progress)
+        r = extract(samples, a.out, se, me, a.batch_size, a.device, a.dtype, a.on_error, a.store_dtype, a.size, a.every, not a.no_progress,
+                    workers=a.workers, frames=a.frames)
     except (OSError, ValueError, VideoError) as e:
         print(f'spamo extract: {e}', file=sys.stderr); return 2
-    print(json.dumps(dict(extracted=len(r['extracted']), skipped=len(r['skipped']), failed=len(r['failed']),
-                          frames=r['frames'], seconds=round(r['seconds'], 2), frames_per_s=round(r['frames_per_s'], 1), out=r['path'])))
+    print(json.dumps(dict(extracted=len(r['extracted']), skipped=len(r['skipped']), failed=len(r['failed']), frames=r['frames'],
+                          seconds=round(r['seconds'], 2), frames_per_s=round(r['frames_per_s'], 1), waiting_s=round(r['waiting_s'], 2), out=r['path'])))
     if r['failed']: print(f"spamo extract: {len(r['failed'])} video(s) failed, listed in {Path(a.out)/'failures.json'}", file=sys.stderr)
     return 1 if r['failed'] else 0

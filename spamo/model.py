@@ -4,21 +4,23 @@
 
 # %% ../nbs/05a_model.ipynb #9ee1ea94
 from __future__ import annotations
+import dataclasses, zlib
 import torch
 from torch import nn
 from fastcore.basics import patch
-from tqdm.auto import tqdm
-from .data import Sample
+from .progress import progress_bar
+from .data import Sample, load_dataset
 from .config import ModelConfig, RunConfig
 from .spatial import resolve_dtype
 from .store import FeatureStore
 from .adapter import ADAPTERS, SignAdapter, collate_features
 from .align import vt_align_loss, Temperature, text_embeddings
 from .llm import LLM_FAMILIES, join_tokens, llm_width, load_llm
-from .prompt import PromptExamples, build_prompt, load_translations
+from .prompt import PromptExamples, build_prompt, in_batch_examples, load_translations
 
 # %% auto #0
-__all__ = ['SpaMo', 'build_model', 'FeatureData', 'translate_data', 'prompt_examples']
+__all__ = ['EVAL_PROTOCOLS', 'SpaMo', 'build_model', 'FeatureData', 'target_text', 'run_samples', 'length_order', 'sampling_seed',
+           'translate_data', 'prompt_examples', 'eval_examples']
 
 # %% ../nbs/05a_model.ipynb #e665952a
 class SpaMo(nn.Module):
@@ -92,14 +94,15 @@ def llm_inputs(self:SpaMo, z, z_mask, batch):
 @patch
 @torch.no_grad()
 def generate(self:SpaMo, batch,
-             num_beams:int=5,          # beam width (deterministic beam search)
+             num_beams:int=5,          # beam width
              max_new_tokens:int=64,    # longest translation in tokens
+             **sampling,               # e.g. do_sample=True, top_p=0.9 (`EVAL_PROTOCOLS['official']`); default: deterministic beam search
             ) -> list:
     "Translate a batch: beam search over the LLM from the sign tokens and the prompt."
     was = self.training; self.eval()
     z, z_mask = self.visual_tokens(batch)
     x, mask = self.llm_inputs(z, z_mask, batch)
-    out = self.family.generate(self.llm, x, mask, num_beams=num_beams, do_sample=False, max_new_tokens=max_new_tokens)
+    out = self.family.generate(self.llm, x, mask, num_beams=num_beams, max_new_tokens=max_new_tokens, **(dict(do_sample=False) | sampling))
     self.train(was)
     return [t.strip() for t in self.tokenizer.batch_decode(out, skip_special_tokens=True)]
 
@@ -181,16 +184,70 @@ class FeatureData:
         ss = [self.samples[i] for i in idx]
         return b | dict(ids=[s.id for s in ss], text=[s.text for s in ss], language=[s.language for s in ss])
 
+# %% ../nbs/05a_model.ipynb #7c9ab3f4
+@patch
+def visual_length(self:FeatureData, i:int) -> int:
+    "Frames + clips of sample `i`, from the store's index (the record's header, else its features, where the index lacks them)."
+    r = self.store.index['records'].get(self.samples[i].id, {})
+    if 'frames' in r and 'clips' in r: return int(r['frames']) + int(r['clips'])
+    f = self.features(i)
+    return len(f['spatial']) + len(f['motion'])
+
+# %% ../nbs/05a_model.ipynb #8fd99b8e
+def target_text(text: str, targets: str = 'raw') -> str:
+    "A target sentence as a run's `targets` makes it: 'raw' as given, 'official' stripped, lower-cased and ending in '.'."
+    if targets == 'raw': return text
+    t = text.strip().lower()
+    return t if t.endswith('.') else t + '.'
+
+def run_samples(d, split: str) -> list:
+    "The samples of `split` with their targets as `d.targets` (a `DataConfig`) makes them."
+    return [dataclasses.replace(s, text=target_text(s.text, d.targets)) for s in load_dataset(d.dataset, d.data_root, split)]
+
 # %% ../nbs/05a_model.ipynb #d217b74d
+EVAL_PROTOCOLS = {   # how a split is translated for scoring: `TrainConfig.eval_protocol`
+    'standard': dict(generate=dict(do_sample=False), examples='training split, fixed per sample id', selection='dev split',
+                     means='deterministic beam search; in-context examples from the training split; checkpoint selected on the dev split'),
+    'official': dict(generate=dict(do_sample=True, top_p=0.9, top_k=50), examples='another sample of the same batch of the evaluated split',
+                     selection='test split',
+                     means="the authors' evaluation (aee7f8b): beam sampling (num_beams 5, do_sample, top_p 0.9: spamo/t5_slt.py:528-535; "
+                           "top_k 50: the transformers default it ran with), in-context examples from another sample of the same test "
+                           "batch (t5_slt.py:349-355, 376), checkpoint selected on the test split (configs/finetune.yaml:62-69)"),
+}
+
+def length_order(model:SpaMo, data:FeatureData, idx:list, examples:list|None=None) -> list[int]:
+    "Positions in `idx`, longest first: by visual length (frames + clips), then by prompt tokens."
+    vis = [data.visual_length(j) for j in idx]
+    b = dict(ids=[data.samples[j].id for j in idx], language=[data.samples[j].language for j in idx]) | (dict(examples=examples) if examples is not None else {})
+    toks = [len(t) for t in model.tokenizer(model.prompts(b)).input_ids] if idx else []
+    return sorted(range(len(idx)), key=lambda p: (-vis[p], -toks[p], p))
+
+def sampling_seed(seed:int, ids:list) -> int:
+    "The generator seed of one batch: from the evaluation's seed and the batch's sample ids, so a batch samples alike wherever it runs."
+    return zlib.crc32(f"{seed}:{chr(31).join(map(str, ids))}".encode())
+
+# %% ../nbs/05a_model.ipynb #03875013
 @torch.no_grad()
-def translate_data(model:SpaMo, data:FeatureData, examples=None, batch_size:int=16, num_beams:int=5,
-                   max_new_tokens:int=64, idx:list[int]|None=None, progress:bool=False) -> list[str]:
-    "Hypotheses for the samples `idx` of `data` (default all), in order, by deterministic beam search."
-    idx, hyps = list(range(len(data))) if idx is None else idx, []
-    for i in tqdm(range(0, len(idx), batch_size), desc='translate', disable=not progress, leave=False):
-        b = data.batch(idx[i:i + batch_size])
-        if examples is not None: b['examples'] = [examples(data.samples[j]) for j in idx[i:i + batch_size]]
-        hyps += model.generate(b, num_beams=num_beams, max_new_tokens=max_new_tokens)
+def translate_data(model:SpaMo, data:FeatureData, examples=None, # examples: sample -> (source, target) pairs, or None
+                   batch_size:int=32,         # sentences per generate call (`TrainConfig.eval_batch_size`)
+                   num_beams:int=5, max_new_tokens:int=64,
+                   idx:list[int]|None=None,   # the samples to translate (default all)
+                   progress:bool=False,
+                   sort:bool=True,            # batch sentences of similar length together (outputs keep the order of `idx`)
+                   protocol:str='standard',   # an `EVAL_PROTOCOLS` name: 'standard' beam search | 'official' beam sampling
+                   seed:int=0,                # sampling seed ('official'); each batch's generator is seeded from it (`sampling_seed`)
+                  ) -> list[str]:
+    "Hypotheses for the samples `idx` of `data`, in the order of `idx`, generated in length-sorted batches."
+    if protocol not in EVAL_PROTOCOLS: raise ValueError(f"unknown eval_protocol {protocol!r}; known: {', '.join(EVAL_PROTOCOLS)}")
+    idx, kw = list(range(len(data))) if idx is None else list(idx), EVAL_PROTOCOLS[protocol]['generate']
+    ex = [examples(data.samples[j]) for j in idx] if examples is not None else None
+    order, hyps = length_order(model, data, idx, ex) if sort else list(range(len(idx))), [None] * len(idx)
+    for i in progress_bar(range(0, len(idx), batch_size), desc='translate', disable=not progress, leave=False):
+        pos = order[i:i + batch_size]
+        b = data.batch([idx[p] for p in pos]) | (dict(examples=[ex[p] for p in pos]) if ex is not None else {})
+        with torch.random.fork_rng(devices=[model.device] if model.device.type == 'cuda' else [], enabled=kw['do_sample']):
+            if kw['do_sample']: torch.manual_seed(sampling_seed(seed, b['ids']))
+            for p, h in zip(pos, model.generate(b, num_beams=num_beams, max_new_tokens=max_new_tokens, **kw)): hyps[p] = h
     return hyps
 
 # %% ../nbs/05a_model.ipynb #8bd6ade7
@@ -198,9 +255,27 @@ def prompt_examples(cfg:RunConfig, train_samples:list) -> PromptExamples|None:
     "The run's in-context example picker over its training samples; None when the run uses no examples."
     k, side = cfg.model.num_examples, cfg.data.translations
     if not k: return None
-    pe = PromptExamples(train_samples, translations=load_translations(side) if side else None, k=k, seed=cfg.train.seed)
+    langs = tuple(l.strip() for l in cfg.model.example_languages.split(',') if l.strip()) or None   # the authors': en, fr, es
+    pe = PromptExamples(train_samples, translations=load_translations(side) if side else None, k=k, languages=langs, seed=cfg.train.seed)
     if not pe.pool: raise ValueError(
         f"num_examples={k}, but none of the {len(train_samples)} training samples has translations ({f'none in {side}' if side else 'translations is empty'}): "
         "make the side file with `spamo translations --dataset D --root R --split train --out F.jsonl` (or `--from-info "
         "train_info_ml.npy`, the authors' file) and set translations to it, or set num_examples to 0")
     return pe
+
+# %% ../nbs/05a_model.ipynb #75dfcbb0
+def eval_examples(cfg:RunConfig, samples:list, # the run; the evaluated split's samples, targets as the run trains on them
+                  examples=None,               # the run's `prompt_examples` (the 'standard' protocol's)
+                  protocol:str|None=None,      # an `EVAL_PROTOCOLS` name (default: the run's `eval_protocol`)
+                  split:str='test'):           # the split's name, for the error message
+    "The examples that evaluating `samples` puts in the prompt: `examples` ('standard'), or other samples of the same batch ('official')."
+    if (protocol := protocol or cfg.train.eval_protocol) not in EVAL_PROTOCOLS: raise ValueError(f"unknown eval_protocol {protocol!r}; known: {', '.join(EVAL_PROTOCOLS)}")
+    if protocol == 'standard' or not cfg.model.num_examples: return examples
+    side = cfg.data.translations
+    tr = load_translations(side) if side else {s.id: s.extra.get('translations', {}) for s in samples}
+    if missing := [s.id for s in samples if not tr.get(s.id)]: raise ValueError(
+        f"eval_protocol 'official' takes the examples from other {split} samples of the same batch, but {len(missing)} of the "
+        f"{len(samples)} have no translations in {side or 'the samples'} (first: {missing[:3]}): add them with `spamo translations "
+        f"--dataset D --root R --split {split} --out {side or 'F.jsonl'}` (or `--from-info {split}_info_ml.npy`, the authors' file)")
+    picks = in_batch_examples(samples, tr, group=cfg.train.batch_size, seed=cfg.train.seed)
+    return lambda s: picks[s.id]

@@ -12,12 +12,13 @@ from pathlib import Path
 from fastcore.basics import patch
 from .registry import Registry, auto_config, load_weights, read_json
 from .spatial import (as_frames, resize_crop, normalize, default_batch, resolve_dtype, IMAGENET_MEAN, IMAGENET_STD, seeded,
-                           RECIPE, check_recipe, ImageProcessing, image_processing, process_images, last_hidden, wrong_kind)
+                           RECIPE, check_recipe, ImageProcessing, image_processing, process_images, last_hidden, wrong_kind,
+                           frame_chunks, chunk_len)
 
 # %% auto #0
 __all__ = ['POOLINGS', 'MOTION', 'clip_windows', 'clip_indices', 'HFVideo', 'videomae_backbone', 'VJEPA2Video', 'has_vjepa2',
            'vjepa2_backbone', 'motion_family', 'videomae_processing', 'motion_backbone', 'tiny_videomae_config',
-           'tiny_motion', 'mini_vjepa2', 'MotionEncoder']
+           'tiny_motion', 'mini_vjepa2', 'MotionEncoder', 'ClipStream']
 
 # %% ../nbs/02_motion.ipynb #4bddf839
 def clip_windows(T:int, # frames in the video
@@ -200,17 +201,57 @@ def windows(self:MotionEncoder, T:int) -> list:
 # %% ../nbs/02_motion.ipynb #b38d2f28
 @patch
 @torch.inference_mode()
+def preprocess(self:MotionEncoder, x:torch.Tensor, # uint8 (t, 3, H, W) frames, on any device
+              ) -> torch.Tensor: # (t, 3, S, S) in the encoder's dtype, on its device
+    "Frames as the backbone reads them: the recipe's resize, crop and normalisation, on the encoder's device."
+    x = x.to(self.device, non_blocking=True)
+    return (process_images(x, self.processing) if self.recipe == 'official'
+            else normalize(resize_crop(x, self.image_size), self.mean, self.std)).to(self.dtype)
+
+@patch
+@torch.inference_mode()
+def pool(self:MotionEncoder, clips:torch.Tensor) -> torch.Tensor:
+    "One feature per clip of normalised frames `(b, clip_len, 3, S, S)`: the first token or the mean, float32 on CPU."
+    h = self.backbone(clips)                                                      # (b, tokens, d)
+    return (h[:, 0] if self.pooling == 'first' else h.mean(1)).float().cpu().clone()   # a copy: on a CPU a view would keep all of h
+
+# %% ../nbs/02_motion.ipynb #3307a26d
+class ClipStream:
+    "Motion features of a video of `T` frames given in chunks (`add`): each batch of clips runs once its frames have come."
+    def __init__(self, enc:MotionEncoder, T:int, # the encoder, and the frames the video will have
+                 batch_size:int|None=None): # clips per forward (None: by device and clip size)
+        self.enc, self.T, self.idx = enc, T, clip_indices(T, enc.clip_len, enc.stride, enc.recipe == 'official')
+        self.last = self.idx[:, -1]                   # the last frame each clip reads, in increasing order
+        self.bs = batch_size or default_batch(enc.device, enc.tokens)
+        self.buf, self.lo, self.hi, self.done, self.out = None, 0, 0, 0, []   # buf: preprocessed frames lo..hi-1
+
+    def add(self, x:torch.Tensor): # uint8 (t, 3, H, W): the next frames of the video
+        "Preprocess the next frames and run every full batch of clips they complete (all the clips at the end)."
+        if self.hi + len(x) > self.T: raise ValueError(f'the video has {self.T} frames; {self.hi + len(x)} were given')
+        y = self.enc.preprocess(x)
+        self.buf = y if self.buf is None else torch.cat([self.buf, y]); self.hi += len(y)
+        ready = int((self.last < self.hi).sum())
+        while ready - self.done >= self.bs or (self.hi == self.T and ready > self.done):
+            b = self.idx[self.done:self.done + self.bs] - self.lo
+            self.out.append(self.enc.pool(self.buf[b.to(self.buf.device)])); self.done += len(b)
+        if self.done == len(self.idx): self.buf = None
+        else: k = int(self.idx[self.done, 0]); self.buf, self.lo = self.buf[k - self.lo:], k   # frames later clips read
+        return self
+
+    def result(self) -> torch.Tensor: # (N, dim) float32 on CPU
+        "The features of every clip, once all `T` frames were added."
+        if self.hi != self.T: raise ValueError(f'the video has {self.T} frames; only {self.hi} were added')
+        return torch.cat(self.out)
+
+# %% ../nbs/02_motion.ipynb #86577965
+@patch
 def encode(self:MotionEncoder, frames, # uint8 (T, H, W, 3) array or tensor
            batch_size:int|None=None, # clips per forward; default by device and clip size
+           chunk:int|None=None, # frames moved to the device and preprocessed at a time (None: 256, fewer for large frames)
           ) -> torch.Tensor: # (N, dim) float32 on CPU, N = len(clip_windows(T, clip_len, stride))
-    "Motion features $Z_m$: one pooled VideoMAE feature per sliding-window clip (`self.windows(T)`)."
-    x = as_frames(frames).to(self.device)
-    y = (process_images(x, self.processing) if self.recipe == 'official'                  # (T, 3, S, S), once per frame
-         else normalize(resize_crop(x, self.image_size), self.mean, self.std)).to(self.dtype)
-    idx = clip_indices(len(x), self.clip_len, self.stride, self.recipe == 'official').to(y.device)
-    bs = batch_size or default_batch(self.device, self.tokens)
-    out = []
-    for i in range(0, len(idx), bs):
-        h = self.backbone(y[idx[i:i + bs]])                                      # (b, tokens, d)
-        out.append((h[:, 0] if self.pooling == 'first' else h.mean(1)).float().cpu())
-    return torch.cat(out)
+    "Motion features $Z_m$: one pooled VideoMAE feature per sliding-window clip (`self.windows(T)`), the video read in chunks."
+    frames = frames if hasattr(frames, 'shape') else np.asarray(frames)
+    frames = frames[None] if frames.ndim == 3 else frames
+    s = ClipStream(self, len(frames), batch_size)
+    for x in frame_chunks(frames, chunk or chunk_len(frames.shape[1:3], 256)): s.add(x); del x   # one chunk alive at a time
+    return s.result()

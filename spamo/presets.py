@@ -11,8 +11,8 @@ import yaml
 from .config import DataConfig, ModelConfig, TrainConfig, RunConfig, config_from_params
 
 # %% auto #0
-__all__ = ['PAPER', 'FIELD_TYPES', 'PRESETS', 'CHOICES', 'POSITIVE', 'AT_LEAST_ONE', 'check_setting', 'resolve_params',
-           'resolve_config', 'preset_diff', 'at_steps', 'read_params']
+__all__ = ['PAPER', 'FIELD_TYPES', 'PRESETS', 'CHOICES', 'POSITIVE', 'FROM_EPOCHS', 'AT_LEAST_ONE', 'check_setting',
+           'resolve_params', 'resolve_config', 'preset_diff', 'at_steps', 'read_params']
 
 # %% ../nbs/05_presets.ipynb #96b122d1
 def _flat(cfg: RunConfig) -> dict: return {k: v for part in cfg.to_dict().values() for k, v in part.items()}
@@ -26,11 +26,12 @@ _DEMO = dict(dataset='phoenix14t', llm_dtype='fp32', precision='fp32', adapter_h
 PRESETS = {
     'paper': {},
     'phoenix14t': dict(dataset='phoenix14t'),
-    'how2sign': dict(dataset='how2sign', vt_warmup_steps=15000, max_steps=155640, eval_every=3891, save_every=3891),
-    'csl_daily': dict(dataset='csl_daily', llm='google/mt5-xl', num_examples=0, max_steps=92000, eval_every=2300, save_every=2300),
-    'official': dict(dataset='phoenix14t', adapter='official', adapter_hidden=768, num_examples=1, vt_warmup_steps=0,   # configs/phoenix14t-official.yaml
-                     vt_lambda=1.0, lr=6e-4, batch_size=8, grad_accum=2, schedule='official', max_steps=222000, eval_every=888,
-                     save_every=888, patience=50, vt_pooling='official', max_prompt_len=512, targets='official'),
+    'how2sign': dict(dataset='how2sign', vt_warmup_samples=15000 * 8),            # 15K warm-up steps at batch 8 (section 4.1)
+    'csl_daily': dict(dataset='csl_daily', llm='google/mt5-xl', num_examples=0),
+    'official': dict(dataset='phoenix14t', adapter='official', adapter_hidden=768, num_examples=1, vt_warmup_samples=0,   # configs/phoenix14t-official.yaml
+                     vt_lambda=1.0, lr=6e-4, batch_size=8, grad_accum=2, schedule='official', epochs=500, eval_every_epochs=2,
+                     save_every_epochs=2, patience=50, vt_pooling='official', max_prompt_len=512, targets='official',
+                     example_languages='en,fr,es'),
     'demo': _DEMO | dict(max_steps=600, vt_warmup_steps=60, eval_every=120, save_every=120),      # 10% warm-up, 5 evaluations
     'miniature': _DEMO | dict(max_steps=200, vt_warmup_steps=20, eval_every=100, save_every=100),  # 10% warm-up, 2 evaluations
     'smoke': dict(run_dir='', llm='tiny', llm_dtype='fp32', precision='fp32', num_examples=0, adapter_hidden=64,
@@ -42,9 +43,11 @@ PRESETS = {
 _TYPES = {'int': (int,), 'float': (int, float), 'bool': (bool,), 'str': (str,)}
 CHOICES = dict(llm_dtype=('auto', 'bf16', 'fp16', 'fp32'), precision=('auto', 'bf16', 'fp16', 'fp32'),
                mode=('both', 'spatial', 'motion'), llm_quant=('none', '4bit', '8bit'),
-               vt_pooling=('masked', 'official'), schedule=('paper', 'official'), targets=('raw', 'official'))
-POSITIVE = ('vt_tau',)   # above 0 (a logit scale: its log is learnt)
-AT_LEAST_ONE = ('max_steps', 'batch_size', 'grad_accum', 'eval_every', 'save_every', 'num_beams', 'max_new_tokens', 'lora_r')
+               vt_pooling=('masked', 'official'), schedule=('paper', 'official'), targets=('raw', 'official'),
+               eval_protocol=('standard', 'official'))
+POSITIVE = ('vt_tau', 'epochs', 'eval_every_epochs', 'save_every_epochs')   # above 0 (vt_tau: a logit scale, its log is learnt)
+FROM_EPOCHS = ('max_steps', 'vt_warmup_steps', 'lr_warmup_steps', 'eval_every', 'save_every')   # -1: from the epoch or sample form
+AT_LEAST_ONE = ('max_steps', 'batch_size', 'grad_accum', 'eval_every', 'save_every', 'num_beams', 'max_new_tokens', 'lora_r', 'eval_batch_size')
 
 # %% ../nbs/05_presets.ipynb #8b7bfae3
 def check_setting(name:str, value, where:str='') -> object:
@@ -60,6 +63,7 @@ def check_setting(name:str, value, where:str='') -> object:
     if name in CHOICES and value not in CHOICES[name]: raise ValueError(f"{at}{name}: {value!r} is not one of {', '.join(CHOICES[name])}")
     if kind == 'float' and not math.isfinite(value): raise ValueError(f"{at}{name}: {value!r} is not a finite number")
     if name in POSITIVE and value <= 0: raise ValueError(f"{at}{name}: {value!r} is not above 0")
+    if name in FROM_EPOCHS and value == -1: return value
     if kind in ('int', 'float') and (value < (1 if name in AT_LEAST_ONE else 0)):
         raise ValueError(f"{at}{name}: {value!r} is below {1 if name in AT_LEAST_ONE else 0}")
     return float(value) if kind == 'float' else value

@@ -4,12 +4,14 @@
 
 # %% ../nbs/05_prompt.ipynb #4ca9ed77
 from __future__ import annotations
-import json, random
+import json, random, zlib
+from collections import Counter
 from pathlib import Path
+from fastcore.basics import patch
 from .data import LANGUAGES, read_text
 
 # %% auto #0
-__all__ = ['build_prompt', 'load_translations', 'PromptExamples']
+__all__ = ['AUTHORS_LANGUAGES', 'build_prompt', 'load_translations', 'PromptExamples', 'derangement', 'in_batch_examples']
 
 # %% ../nbs/05_prompt.ipynb #fef8f45c
 def build_prompt(language:str,         # ISO 639-1 code of the output language (`LANGUAGES`)
@@ -55,11 +57,58 @@ class PromptExamples:
                      for s in train_samples]
         if languages: self.pool = [(i, y, sorted(tr, key=lambda p: languages.index(p[0]))) for i, y, tr in self.pool]
         self.pool = [p for p in self.pool if p[2]]
+        self.texts, self.where = Counter(y for _, y, _ in self.pool), {i: j for j, (i, _, _) in enumerate(self.pool)}
         self.k, self.seed, self.rng = k, seed, random.Random(seed)
 
     def __call__(self, sample, train:bool=False) -> list:
         "The (source, target) example pairs for `sample`: random unlike its text in training, fixed by its id otherwise."
-        if train: cands = [p for p in self.pool if p[1] != sample.text and p[0] != sample.id]; rng = self.rng
-        else: cands, rng = self.pool, random.Random(f'{self.seed}:{sample.id}')
-        picks = rng.sample(cands, min(self.k, len(cands)))
+        if train: picks = self.draw(sample)
+        else: picks = random.Random(f'{self.seed}:{sample.id}').sample(self.pool, min(self.k, len(self.pool)))
         return [(src, y) for _, y, tr in picks for _, src in tr]
+
+# %% ../nbs/05_prompt.ipynb #dd2fefe1
+@patch
+def draw(self:PromptExamples, sample) -> list:
+    "k pool entries for training `sample`, uniform without replacement among those unlike its text and id; O(1) expected."
+    n, own = len(self.pool), self.texts.get(sample.text, 0)
+    j = self.where.get(sample.id)
+    own += j is not None and self.pool[j][1] != sample.text          # its own entry, under another text
+    k = min(self.k, n - own)
+    if k <= 0: return []
+    if 2 * own > n or n - own <= 2 * self.k:                          # few candidates: list them
+        return self.rng.sample([p for p in self.pool if p[1] != sample.text and p[0] != sample.id], k)
+    picks, seen = [], set()
+    while len(picks) < k:
+        i = self.rng.randrange(n)
+        if i in seen or self.pool[i][1] == sample.text or self.pool[i][0] == sample.id: continue
+        seen.add(i); picks.append(self.pool[i])
+    return picks
+
+# %% ../nbs/05_prompt.ipynb #1e3a30d1
+AUTHORS_LANGUAGES = ('en', 'fr', 'es')   # t5_slt.py:350-352: the order of their example strings
+
+def derangement(texts:list, rng:random.Random, tries:int=1000) -> list:
+    "A shuffle of positions in which no position gets one with the same text (drawn again until so, as the authors' code)."
+    for _ in range(tries):
+        perm = rng.sample(range(len(texts)), len(texts))
+        if all(texts[p] != t for p, t in zip(perm, texts)): return perm
+    raise ValueError(f'no derangement of {len(texts)} samples avoids their own sentence (too many repeats): {texts[:3]}')
+
+def in_batch_examples(samples:list,        # the evaluated split's samples in its order, targets as the run trains on them
+                      translations:dict,   # `{sample id: {lang: text}}` covering `samples`
+                      group:int=8,         # samples per batch of the authors' test loader (their batch_size)
+                      seed:int=0, k:int=3, # seed of the derangements; example strings per sample (their num_in_context)
+                      languages:tuple=AUTHORS_LANGUAGES) -> dict:
+    "`{sample id: [(source, target)]}`: the translations of another sample of its batch, as the authors' evaluation takes them."
+    if len(samples) < 2: raise ValueError(f'in-batch examples need at least 2 samples, got {len(samples)}')
+    starts = list(range(0, len(samples), max(group, 2)))
+    if len(samples) - starts[-1] == 1: starts.pop()                  # a last group of one joins the group before
+    out = {}
+    for g, (a, b) in enumerate(zip(starts, starts[1:] + [len(samples)])):
+        ss = samples[a:b]
+        perm = derangement([s.text for s in ss], random.Random(zlib.crc32(f'{seed}:{g}'.encode())))
+        for s, p in zip(ss, perm):
+            tr = translations.get(ss[p].id, {})
+            order = [l for l in languages if l in tr] + sorted(l for l in tr if l not in languages)
+            out[s.id] = [(tr[l], ss[p].text) for l in order][:k]
+    return out

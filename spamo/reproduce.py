@@ -46,13 +46,13 @@ class Job:
     def command(self) -> str: return shlex.join(self.argv())
 
     def run(self, log) -> None:
-        "Run the job (the environment, PYTHONPATH included, is passed on); a failure raises with the log's tail."
+        "Run the job (the environment, PYTHONPATH included, is passed on; progress as plain lines for its log); a failure raises with the log's tail."
         self.out.parent.mkdir(parents=True, exist_ok=True); self.cwd.mkdir(parents=True, exist_ok=True)
         argv = self.argv()
         if argv[0] == 'papermill': argv = [sys.executable, '-m', 'papermill', *argv[1:]]
         with open(log, 'a') as f:
             f.write(f'$ {self.command()}\n'); f.flush()
-            rc = _wait(subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, env=os.environ.copy(), cwd=self.cwd))
+            rc = _wait(subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, env={'SPAMO_PROGRESS': 'lines', **os.environ}, cwd=self.cwd))   # logs: lines, not redrawn bars
         if rc: raise RuntimeError(f'{self.nb} failed (exit {rc}); see {self.out} and {log}:\n' + ''.join(open(log).readlines()[-8:]))
 
 # %% ../nbs/11_reproduce.ipynb #r11a0016

@@ -15,13 +15,13 @@ from fastcore.basics import patch
 from .registry import Registry, auto_config, load_weights
 
 # %% auto #0
-__all__ = ['CLIP_MEAN', 'CLIP_STD', 'IMAGENET_MEAN', 'IMAGENET_STD', 'RECIPES', 'RECIPE', 'MODES', 'SPATIAL', 'IMAGE_MODELS',
-           'VISION_TOWERS', 'TINY_CLIP', 'DTYPES', 'CPU_BF16_ENV', 'DEFAULT_SPATIAL', 'as_frames', 'resize_to',
-           'resize_crop', 'normalize', 'check_recipe', 'ImageProcessing', 'image_processing', 'resized_side',
-           'processor_crop', 'process_images', 's2_split', 's2_merge', 'last_hidden', 'OpenClipCLS', 'HFCLS', 'seeded',
-           'wrong_kind', 'open_clip_backbone', 'hf_backbone', 'spatial_family', 'spatial_backbone', 'tiny_spatial',
-           'mini_dinov2', 'cpu_has_bf16', 'resolve_dtype', 'default_batch', 'SpatialEncoder', 'default_spatial',
-           's2_images']
+__all__ = ['CLIP_MEAN', 'CLIP_STD', 'IMAGENET_MEAN', 'IMAGENET_STD', 'CHUNK_BYTES', 'RECIPES', 'RECIPE', 'MODES', 'SPATIAL',
+           'IMAGE_MODELS', 'VISION_TOWERS', 'TINY_CLIP', 'DTYPES', 'CPU_BF16_ENV', 'DEFAULT_SPATIAL', 'as_frames',
+           'chunk_len', 'frame_chunks', 'resize_to', 'resize_crop', 'normalize', 'check_recipe', 'ImageProcessing',
+           'image_processing', 'resized_side', 'processor_crop', 'process_images', 's2_split', 's2_merge',
+           'last_hidden', 'OpenClipCLS', 'HFCLS', 'seeded', 'wrong_kind', 'open_clip_backbone', 'hf_backbone',
+           'spatial_family', 'spatial_backbone', 'tiny_spatial', 'mini_dinov2', 'cpu_has_bf16', 'resolve_dtype',
+           'default_batch', 'SpatialEncoder', 'default_spatial', 's2_images']
 
 # %% ../nbs/01_spatial.ipynb #3665ec61
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -37,6 +37,18 @@ def as_frames(frames) -> torch.Tensor:
     if x.ndim != 4 or x.shape[-1] != 3: raise ValueError(f'expected frames (T, H, W, 3), got {tuple(x.shape)}')
     if x.dtype != torch.uint8: raise ValueError(f'expected uint8 frames, got {x.dtype}')
     return x.permute(0, 3, 1, 2)
+
+# %% ../nbs/01_spatial.ipynb #da70d90d
+CHUNK_BYTES = 2 ** 28   # uint8 frame bytes preprocessed at a time
+
+def chunk_len(hw:tuple, n:int) -> int: # (height, width) of the frames, frames per chunk the caller wants
+    "`n`, or fewer frames so that a chunk of (H, W, 3) uint8 frames holds at most `CHUNK_BYTES` (at least 1)."
+    return max(1, min(int(n), CHUNK_BYTES // (3 * int(hw[0]) * int(hw[1]))))
+
+def frame_chunks(frames, n:int): # uint8 (T, H, W, 3) array or tensor (or one frame), frames per chunk; yields uint8 (t, 3, H, W)
+    "The frames in chunks of `n`, each as `as_frames` gives it: a whole video is never copied at once."
+    if getattr(frames, 'ndim', 4) == 3: frames = frames[None]
+    for i in range(0, len(frames), n): yield as_frames(frames[i:i + n])
 
 # %% ../nbs/01_spatial.ipynb #ce840ad3
 def resize_to(x:torch.Tensor, # uint8 (B, 3, H, W), or float in [0, 1]
@@ -392,22 +404,36 @@ def s2_images(enc:SpatialEncoder, x:torch.Tensor, # uint8 (B, 3, H, W) frames
 
 # %% ../nbs/01_spatial.ipynb #17539a77
 @patch
+def chunk(self:SpatialEncoder, hw:tuple, # (height, width) of the frames
+          batch_size:int|None=None, # images per forward (None: by device)
+         ) -> int:
+    "Frames per chunk: ~4 forwards of `batch_size` S2 images, fewer where the frames are large (`chunk_len`)."
+    bs = batch_size or default_batch(self.device, self.tokens)
+    return chunk_len(hw, math.ceil(4 * bs / sum(s * s for s in self.scales)))
+
+# %% ../nbs/01_spatial.ipynb #9ed5fe8c
+@patch
 @torch.inference_mode()
+def encode_chunk(self:SpatialEncoder, x:torch.Tensor, # uint8 (t, 3, H, W) frames, on any device
+                 batch_size:int|None=None, # images per forward (None: by device)
+                ) -> torch.Tensor: # (t, dim) float32 on CPU
+    "Spatial features of a chunk of frames: its S2 crops in forwards of `batch_size` images."
+    bs = batch_size or default_batch(self.device, self.tokens)
+    ims = s2_images(self, x)
+    n = [len(im) for im in ims]
+    allim = torch.cat(ims).contiguous(memory_format=torch.channels_last)
+    feats = torch.cat([self.backbone(allim[j:j + bs]) for j in range(0, len(allim), bs)]).float()
+    return s2_merge(list(feats.split(n)), self.scales).cpu()
+
+@patch
 def encode(self:SpatialEncoder, frames, # uint8 (T, H, W, 3) array or tensor
            batch_size:int|None=None, # images per forward; default by device (16 CPU, 256 CUDA)
+           chunk:int|None=None, # frames moved to the device and preprocessed at a time (None: `self.chunk`)
           ) -> torch.Tensor: # (T, dim) float32 on CPU
-    "Spatial features $Z_s$ of a video: all S2 crops of many frames go through forwards of `batch_size` images."
-    x = as_frames(frames)
-    bs = batch_size or default_batch(self.device, self.tokens)
-    per_frame = sum(s * s for s in self.scales)
-    chunk = max(1, math.ceil(4 * bs / per_frame))            # ~4 forwards of `bs` images per chunk of frames
-    out = []
-    for i in range(0, len(x), chunk):
-        ims = s2_images(self, x[i:i + chunk])
-        n = [len(im) for im in ims]
-        allim = torch.cat(ims).contiguous(memory_format=torch.channels_last)
-        feats = torch.cat([self.backbone(allim[j:j + bs]) for j in range(0, len(allim), bs)]).float()
-        out.append(s2_merge(list(feats.split(n)), self.scales).cpu())
+    "Spatial features $Z_s$ of a video, chunk by chunk: all S2 crops of a chunk go through forwards of `batch_size` images."
+    frames, out = frames if hasattr(frames, 'shape') else np.asarray(frames), []
+    for x in frame_chunks(frames, chunk or self.chunk(frames.shape[-3:-1], batch_size)):
+        out.append(self.encode_chunk(x, batch_size)); del x                # one chunk alive at a time
     return torch.cat(out) if out else torch.zeros(0, self.dim)
 
 # %% ../nbs/01_spatial.ipynb #a490032b

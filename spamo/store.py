@@ -11,6 +11,7 @@ import torch
 from fastcore.basics import patch
 from .spatial import SpatialEncoder
 from .motion import MotionEncoder
+from .video import FRAMES
 
 # %% auto #0
 __all__ = ['CHECKED', 'FORMAT', 'recipe_of', 'store_settings', 'setting', 'settings_diff', 'settings_hash', 'DiskFull',
@@ -19,7 +20,7 @@ __all__ = ['CHECKED', 'FORMAT', 'recipe_of', 'store_settings', 'setting', 'setti
 
 # %% ../nbs/02_store.ipynb #111fb7c8
 CHECKED = ('spatial', 'spatial_weights', 'scales', 'spatial_dim', 'motion', 'motion_weights', 'clip_len', 'stride',
-           'pooling', 'motion_dim', 'dtype', 'precision', 'size', 'every', 'recipe')
+           'pooling', 'motion_dim', 'dtype', 'precision', 'size', 'every', 'recipe', 'frames')
 
 # %% ../nbs/02_store.ipynb #47941b60
 def recipe_of(settings:dict) -> str:
@@ -31,18 +32,20 @@ def store_settings(spatial:SpatialEncoder, motion:MotionEncoder,
                    dtype:str='float16', # storage dtype of the records
                    precision:str='fp32', # compute dtype the encoders ran in
                    size=None, every:int=1, # frame decoding: resize and subsampling
+                   frames:str='source', # 'source' (as stored) or 'official' (the authors' 256x256 frames), as `read_sample` took them
                   ) -> dict:
     "The settings that define a feature store's contents."
     if spatial.recipe != motion.recipe: raise ValueError(f'spatial recipe {spatial.recipe!r} != motion recipe {motion.recipe!r}: features of one recipe only')
+    if frames not in FRAMES: raise ValueError(f"frames must be one of {', '.join(map(repr, FRAMES))}, got {frames!r}")
     return dict(spatial=spatial.name, spatial_weights=spatial.weights, scales=list(spatial.scales), spatial_dim=spatial.dim,
                 motion=motion.name, motion_weights=motion.weights, clip_len=motion.clip_len, stride=motion.stride,
                 pooling=motion.pooling, motion_dim=motion.dim, dtype=dtype, precision=precision,
-                size=list(size) if isinstance(size, (tuple, list)) else size, every=every, recipe=spatial.recipe)
+                size=list(size) if isinstance(size, (tuple, list)) else size, every=every, recipe=spatial.recipe, frames=frames)
 
 # %% ../nbs/02_store.ipynb #e3925f10
 def setting(s:dict, k:str):
-    "Value of setting `k` in `s` (a missing recipe reads as 'spamo')."
-    return recipe_of(s) if k == 'recipe' else s.get(k)
+    "Value of setting `k` in `s` (a missing recipe reads as 'spamo', missing frames as 'source')."
+    return recipe_of(s) if k == 'recipe' else (s.get('frames') or 'source') if k == 'frames' else s.get(k)
 
 # %% ../nbs/02_store.ipynb #337cb3e7
 def settings_diff(a:dict, b:dict) -> list:
@@ -51,8 +54,8 @@ def settings_diff(a:dict, b:dict) -> list:
 
 # %% ../nbs/02_store.ipynb #bbba4140
 def settings_hash(s:dict) -> str:
-    "Hash of the checked settings ('spamo' leaves the recipe out, so records of older stores stay valid)."
-    keys = [k for k in CHECKED if not (k == 'recipe' and recipe_of(s) == 'spamo')]
+    "Hash of the checked settings (recipe 'spamo' and frames 'source' are left out, so records of older stores stay valid)."
+    keys = [k for k in CHECKED if (k, setting(s, k)) not in (('recipe', 'spamo'), ('frames', 'source'))]
     return hashlib.sha1(json.dumps({k: s.get(k) for k in keys}, sort_keys=True).encode()).hexdigest()[:16]
 
 # %% ../nbs/02_store.ipynb #2e16750d

@@ -8,6 +8,7 @@ import argparse, csv, json, os, struct, sys, time, zlib
 from dataclasses import dataclass, asdict
 from pathlib import Path
 import numpy as np
+from .progress import progress_bar
 from .signs import (
     COLOURS, FACES, FPS, HANDSHAPES, LEXICON, LOCATIONS, MINIMAL_PAIRS, MOTIONS, SIGNS, SKINS, SPLITS, SynthVideo,
     check_glosses, sample_video)
@@ -291,8 +292,7 @@ def write_annotations(root, videos:dict, mp4:bool=False, **settings):
 # %% ../nbs/00b_synth.ipynb #15c1f209
 def _write_videos(jobs:list, workers:int, progress:bool=False):
     "Run `_write_video` on each job, in `workers` processes when there are enough jobs, with an optional progress bar."
-    from tqdm.auto import tqdm
-    bar = tqdm(total=len(jobs), unit='video', disable=not progress)
+    bar = progress_bar(total=len(jobs), desc='synth', unit='video', disable=not progress)
     if workers <= 1 or len(jobs) < 2 * workers:
         for j in jobs: _write_video(j); bar.update()
     else:
@@ -310,7 +310,7 @@ def make_synthsign(root, # output folder (created; files of the same names are o
                    mp4:bool=False, # also write H.264 mp4 files and manifest.csv (needs PyAV)
                    frames:bool=True, # write PNG frames; False writes the annotations only (fast)
                    workers:int|None=None, # processes rendering frames; None: up to 2
-                   progress:bool=False, # show a tqdm progress bar
+                   progress:bool=False, # show a progress bar (plain lines in a log: `spamo.progress`)
                   ) -> Path:
     "Generate SynthSign into `root` in the PHOENIX14T layout; returns `root`."
     root, counts = Path(root), dict(train=n_train, dev=n_dev, test=n_test)

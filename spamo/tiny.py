@@ -7,7 +7,7 @@ from __future__ import annotations
 import json, random
 from pathlib import Path
 import torch
-from tqdm.auto import tqdm
+from .progress import progress_bar
 from .registry import Registry
 from .data import LANGUAGES
 from .llm import Causal, pad_right
@@ -107,7 +107,7 @@ def pretrain_denoiser(model, tokenizer,
     dev, sentences = next(model.parameters()).device, list(sentences)
     opt, losses = torch.optim.AdamW(model.parameters(), lr=lr), []
     model.train()
-    for _ in (bar := tqdm(range(steps), desc='pretrain LLM', disable=not progress, leave=False)):
+    for _ in (bar := progress_bar(range(steps), desc='pretrain LLM', disable=not progress, leave=False)):
         ys = rng.choices(sentences, k=batch_size)
         x = tokenizer([mask_words(y, mask_ratio, rng, mask) for y in ys], padding=True, truncation=True, return_tensors='pt').to(dev)
         labels = tokenizer(ys, padding=True, truncation=True, return_tensors='pt').input_ids.to(dev)
@@ -129,7 +129,7 @@ def pretrain_causal(model, tokenizer,
     prompt = tokenizer(build_prompt(language), add_special_tokens=False).input_ids
     opt, losses = torch.optim.AdamW(model.parameters(), lr=lr), []
     model.train()
-    for _ in (bar := tqdm(range(steps), desc='pretrain LLM', disable=not progress, leave=False)):
+    for _ in (bar := progress_bar(range(steps), desc='pretrain LLM', disable=not progress, leave=False)):
         ys = rng.choices(sentences, k=batch_size)
         ctx = [start + x + prompt for x in tokenizer([mask_words(y, mask_ratio, rng, mask) for y in ys], add_special_tokens=False).input_ids]
         tgt = [y + [tokenizer.eos_token_id] for y in tokenizer(ys, add_special_tokens=False).input_ids]

@@ -8,21 +8,24 @@ import csv, dataclasses, json, math, os, random, sys, time, warnings
 from contextlib import ExitStack
 from pathlib import Path
 import numpy as np, torch
-from tqdm.auto import tqdm
+from .progress import progress_bar
 from .data import load_dataset
 from .spatial import resolve_dtype
-from .store import Busy, DiskFull, FeatureStore, folder_lock, recipe_of
+from .store import Busy, DiskFull, FeatureStore, folder_lock, read_header, recipe_of
 from .config import RunConfig, TrainConfig
-from .model import FeatureData, build_model, prompt_examples, translate_data
+from .model import FeatureData, build_model, eval_examples, prompt_examples, run_samples, target_text, translate_data
 from .checkpoint import has_checkpoint, load_checkpoint, save_checkpoint, set_rng_state
 from .llm import check_vocabulary
 from .tiny import TINY_LLMS
 from .presets import read_params, resolve_params, resolve_config, preset_diff
 from .metrics import corpus_bleu, settings_for
+from .card import write_card
+
 
 # %% auto #0
-__all__ = ['batch_indices', 'lr_at', 'run_lr', 'target_text', 'run_samples', 'dev_score', 'RunLog', 'make_accelerator',
-           'train_step', 'train', 'with_tiny_llm', 'train_cli']
+__all__ = ['batch_indices', 'BatchOrder', 'padding', 'lr_at', 'run_lr', 'schedule_steps', 'dev_score', 'RunLog',
+           'make_accelerator', 'selection_split', 'train_batches', 'train_step', 'schedule_line', 'train',
+           'with_tiny_llm', 'train_cli']
 
 # %% ../nbs/06_train.ipynb #f506bc4b
 def batch_indices(n: int, # samples in the split
@@ -39,6 +42,34 @@ def batch_indices(n: int, # samples in the split
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
     return perm[pos * glob + rank * batch_size: pos * glob + (rank + 1) * batch_size].tolist()
 
+# %% ../nbs/06_train.ipynb #ab555862
+class BatchOrder:
+    "Micro-batch `k` of process `rank` (`batch_indices`), or with `bucket` > 0 from length buckets of `bucket` global batches."
+    def __init__(self, lengths:list[int], batch_size:int, seed:int, world:int=1, bucket:int=0):
+        self.lengths, self.bs, self.seed, self.world, self.bucket, self._epoch = list(lengths), batch_size, seed, world, bucket, (None, None)
+
+    def epoch(self, e:int) -> list[list[int]]:
+        "The global batches of epoch `e`, each sorted by length within its bucket."
+        if self._epoch[0] == e: return self._epoch[1]
+        n, glob = len(self.lengths), self.bs * self.world
+        g = torch.Generator().manual_seed(self.seed * 100_003 + e)
+        perm, span = torch.randperm(n, generator=g).tolist()[:n // glob * glob], self.bucket * glob
+        chunks = [sorted(perm[i:i + span], key=self.lengths.__getitem__) for i in range(0, len(perm), span)]
+        batches = [c[j:j + glob] for c in chunks for j in range(0, len(c), glob)]
+        batches = [batches[i] for i in torch.randperm(len(batches), generator=g).tolist()]
+        self._epoch = (e, batches); return batches
+
+    def __call__(self, k:int, rank:int=0) -> list[int]:
+        n, glob = len(self.lengths), self.bs * self.world
+        if not self.bucket: return batch_indices(n, self.bs, self.seed, k, rank, self.world)
+        if n < glob: raise ValueError(f"split has {n} samples, fewer than one global batch ({self.bs} x {self.world} processes)")
+        e, pos = divmod(k, n // glob)
+        return self.epoch(e)[pos][rank * self.bs:(rank + 1) * self.bs]
+
+def padding(lengths:list[int], batches:list[list[int]]) -> float:
+    "Fraction of padded positions when each batch is padded to its longest sample."
+    return 1 - sum(lengths[i] for b in batches for i in b) / sum(len(b) * max(lengths[i] for i in b) for b in batches)
+
 # %% ../nbs/06_train.ipynb #1c5b22d2
 def lr_at(step: int, lr: float, min_lr: float, warmup: int, total: int) -> float:
     "Learning rate at `step`: linear warm-up to `lr`, cosine decay to `min_lr` at `total`."
@@ -51,23 +82,36 @@ def run_lr(t: TrainConfig, step: int) -> float:
     warm, floor = (t.lr_warmup_steps, t.min_lr) if t.schedule == 'paper' else (int(0.1 * t.max_steps), 0.0)
     return lr_at(step, t.lr, floor, warm, t.max_steps)
 
-# %% ../nbs/06_train.ipynb #591db482
-def target_text(text: str, targets: str = 'raw') -> str:
-    "A target sentence as a run's `targets` makes it: 'raw' as given, 'official' stripped, lower-cased and ending in '.'."
-    if targets == 'raw': return text
-    t = text.strip().lower()
-    return t if t.endswith('.') else t + '.'
+# %% ../nbs/06_train.ipynb #9f1eef13
+_FORMS = dict(max_steps=('epochs', 'epochs'), vt_warmup_steps=('vt_warmup_samples', 'samples'),
+              lr_warmup_steps=('lr_warmup_samples', 'samples'), eval_every=('eval_every_epochs', 'epochs'),
+              save_every=('save_every_epochs', 'epochs'))
 
-def run_samples(d, split: str) -> list:
-    "The samples of `split` with their targets as `d.targets` (a `DataConfig`) makes them."
-    return [dataclasses.replace(s, text=target_text(s.text, d.targets)) for s in load_dataset(d.dataset, d.data_root, split)]
+def schedule_steps(t: TrainConfig, # the run's settings
+                   n_train: int, # samples in the training split
+                   world: int = 1, # processes (GPUs) training together
+                  ) -> tuple[TrainConfig, dict]:
+    "`t` with each step count left at -1 made from its epochs or samples, and the arithmetic (`--dry-run`, `schedule.json`)."
+    per_step, micro = t.batch_size * world * t.grad_accum, n_train // (t.batch_size * world)
+    if micro < 1: raise ValueError(f"the training split has {n_train} samples, fewer than one global batch ({t.batch_size} x {world} processes)")
+    per_epoch, steps, how = micro / t.grad_accum, {}, {}   # optimizer updates per epoch
+    for k, (form, unit) in _FORMS.items():
+        if (v := getattr(t, k)) != -1: steps[k], how[k] = v, 'given in steps'; continue
+        x = getattr(t, form)
+        v = round(x * per_epoch) if unit == 'epochs' else round(x / per_step)
+        steps[k] = max(1, v) if k in ('max_steps', 'eval_every', 'save_every') else v
+        how[k] = f'{form} {x:g} x {per_epoch:g} steps per epoch' if unit == 'epochs' else f'{form} {x:g} / {per_step} samples per step'
+    r = dataclasses.replace(t, **steps)
+    return r, dict(train_samples=n_train, processes=world, batch_size=t.batch_size, grad_accum=t.grad_accum, samples_per_step=per_step,
+                   steps_per_epoch=per_epoch, **steps, epochs=r.max_steps / per_epoch, samples_seen=r.max_steps * per_step, how=how)
 
 # %% ../nbs/06_train.ipynb #4cbda4c9
 def dev_score(acc, model, data:FeatureData, examples, t:TrainConfig) -> float:
     "Dev BLEU-4: each process translates its share, all hypotheses are gathered and scored once."
     from accelerate.utils import gather_object
     with acc.split_between_processes(list(range(len(data)))) as mine:
-        hyps = translate_data(acc.unwrap_model(model), data, examples, t.batch_size, t.num_beams, t.max_new_tokens, idx=mine)
+        hyps = translate_data(acc.unwrap_model(model), data, examples, t.eval_batch_size, t.num_beams, t.max_new_tokens, idx=mine,
+                              protocol=t.eval_protocol, seed=t.seed)   # 'official': the authors' beam sampling, seeded
     got = dict(gather_object(list(zip(mine, hyps))))
     refs = [s.text for s in data.samples]
     return corpus_bleu([got[i] for i in range(len(data))], refs, settings_for(data.samples[0].language))[0]['bleu4']
@@ -120,15 +164,20 @@ def make_accelerator(precision:str='auto'): # 'auto' (see `resolve_dtype`), 'bf1
     return acc
 
 # %% ../nbs/06_train.ipynb #3fc895c7
+def selection_split(cfg: RunConfig) -> str:
+    "The split that selects checkpoints: `dev_split`, or the test split under the authors' evaluation (`eval_protocol: official`)."
+    return 'test' if cfg.train.eval_protocol == 'official' else cfg.data.dev_split
+
 def _setup(cfg: RunConfig, acc):
-    "Data, model, optimizer and schedule of a run."
-    d, t = cfg.data, cfg.train
+    "Data, model, optimizer and schedule of a run; the schedule in steps for this split and number of processes."
+    d = cfg.data
     store = FeatureStore(d.features)
-    ran = Path(t.run_dir) / 'features.json'   # a run trained on one recipe's features must not continue on another's
+    ran = Path(cfg.train.run_dir) / 'features.json'   # a run trained on one recipe's features must not continue on another's
     if ran.exists() and (was := recipe_of(json.loads(ran.read_text()))) != store.recipe:
-        raise ValueError(f"{t.run_dir} was trained on {was!r} features, but {d.features} holds {store.recipe!r} features; use a store of its recipe or another run_dir")
+        raise ValueError(f"{cfg.train.run_dir} was trained on {was!r} features, but {d.features} holds {store.recipe!r} features; use a store of its recipe or another run_dir")
     train_data = FeatureData(run_samples(d, d.train_split), store)
-    dev = run_samples(d, d.dev_split)
+    t, plan = schedule_steps(cfg.train, len(train_data), acc.num_processes)
+    dev = run_samples(d, selection_split(cfg))
     dev_data = FeatureData(dev[:d.max_dev] if d.max_dev else dev, store)
     torch.manual_seed(t.seed); random.seed(t.seed); np.random.seed(t.seed)
     cfg.model.spatial_dim, cfg.model.motion_dim = store.spatial_dim, store.motion_dim
@@ -140,25 +189,41 @@ def _setup(cfg: RunConfig, acc):
               dict(params=[p for n, p in named if 'temperature' in n], weight_decay=0.0)]
     opt = torch.optim.AdamW(groups, lr=t.lr, betas=(0.9, 0.98), weight_decay=t.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: run_lr(t, s) / t.lr)
-    return store, train_data, dev_data, prompt_examples(cfg, train_data.samples), model, params, opt, sched
+    ex = prompt_examples(cfg, train_data.samples)   # training's; evaluation's by the run's eval_protocol (`eval_examples`)
+    return store, train_data, dev_data, (ex, eval_examples(cfg, dev_data.samples, ex, split=selection_split(cfg))), model, params, opt, sched, t, plan
 
 # %% ../nbs/06_train.ipynb #e5cef969
-def _micro_batch(data: FeatureData, examples, t: TrainConfig, k: int, rank: int, world: int) -> dict:
-    "Micro-batch `k` of this process, with its training prompt examples (seeded by `k`, so resume replays them)."
-    idx = batch_indices(len(data), t.batch_size, t.seed, k, rank, world)
+def _micro_batch(data: FeatureData, examples, t: TrainConfig, k: int, rank: int, order) -> dict:
+    "Micro-batch `k` of this process (`order`: a `BatchOrder`), with its training prompt examples (seeded by `k`: resume replays them)."
+    idx = order(k, rank)
     b = data.batch(idx)
     if examples is not None:
         examples.rng = random.Random(f'{t.seed}:{k}:{rank}')
         b['examples'] = [examples(data.samples[i], train=True) for i in idx]
     return b
 
+class _Batches(torch.utils.data.Dataset):
+    "Micro-batches by number, for a DataLoader: its workers build the next ones while the model trains."
+    def __init__(self, *args): self.args = args
+    def __len__(self): return 1 << 62
+    def __getitem__(self, k): data, examples, t, rank, order = self.args; return _micro_batch(data, examples, t, k, rank, order)
+
+def train_batches(data: FeatureData, examples, t: TrainConfig, rank: int, world: int, start: int = 0):
+    "This process's micro-batches from number `start` on, built ahead by `t.num_workers` workers (pinned on CUDA)."
+    from torch.utils.data import DataLoader
+    lens = [read_header(data.store.file(s.id))['shapes']['spatial'][0] for s in data.samples] if t.bucket else [0] * len(data)
+    ds = _Batches(data, examples, t, rank, BatchOrder(lens, t.batch_size, t.seed, world, t.bucket))
+    return iter(DataLoader(ds, sampler=range(start, t.max_steps * t.grad_accum), batch_size=None, num_workers=t.num_workers,
+                           pin_memory=torch.cuda.is_available(), prefetch_factor=4 if t.num_workers else None,
+                           generator=torch.Generator().manual_seed(t.seed)))   # its own: the run's RNG (dropout) stays as a resume restores it
+
 # %% ../nbs/06_train.ipynb #680ec3b2
-def train_step(acc, ddp, data:FeatureData, examples, t:TrainConfig, step:int, params, opt, sched) -> dict:
-    "One optimizer update of `grad_accum` micro-batches; returns its stage and mean losses."
+def train_step(acc, ddp, batches, t:TrainConfig, step:int, params, opt, sched) -> dict:
+    "One optimizer update of `grad_accum` micro-batches drawn from `batches` (`train_batches`); returns its stage and mean losses."
     stage, sums = ('warmup' if step < t.vt_warmup_steps else 'joint'), {}
     ddp.train()
     for a in range(t.grad_accum):
-        b = _micro_batch(data, examples, t, step * t.grad_accum + a, acc.process_index, acc.num_processes)
+        b = next(batches)
         with acc.autocast(): out = ddp(b, stage=stage)
         acc.backward(out['loss'] / t.grad_accum)
         means = {k: acc.reduce(out[k].detach(), 'mean').item() for k in ('loss', 'ce', 'vt') if out[k] is not None}
@@ -191,45 +256,60 @@ def _resume(last, model, opt, sched, resume:bool) -> tuple[int, float, int]:
     st = load_checkpoint(last, model, opt, sched); set_rng_state(st['rng'])
     return st['step'], st['best'], st.get('best_step', 0)
 
-def _begin(cfg: RunConfig, store, train_data, model, step: int, acc, progress: bool) -> RunLog:
-    "The main process opens the run: says its precision, warns of truncated targets, writes config.json and features.json, opens the log."
-    if progress: print(f"training in mixed precision {acc.mixed_precision!r} on {acc.device} ({getattr(acc, 'precision_from', '')})")
+def schedule_line(plan: dict) -> str:
+    "The schedule's arithmetic in one line (`schedule_steps`'s plan)."
+    return (f"{plan['epochs']:g} epochs of {plan['train_samples']} samples = {plan['max_steps']} steps of {plan['samples_per_step']} samples "
+            f"({plan['processes']} process(es) x batch {plan['batch_size']} x accumulation {plan['grad_accum']}; {plan['steps_per_epoch']:g} steps per epoch); "
+            f"VT-Align warm-up {plan['vt_warmup_steps']} steps, lr warm-up {plan['lr_warmup_steps']}, dev evaluation every {plan['eval_every']}, checkpoint every {plan['save_every']}")
+
+def _begin(cfg: RunConfig, store, train_data, model, step: int, acc, progress: bool, plan: dict) -> RunLog:
+    "The main process opens the run: says its precision and schedule, warns of truncated targets, writes config.json, features.json and schedule.json, opens the log."
+    if progress: print(f"training in mixed precision {acc.mixed_precision!r} on {acc.device} ({getattr(acc, 'precision_from', '')})\nschedule: {schedule_line(plan)}")
     run = Path(cfg.train.run_dir)
     if (n := model.long_targets(texts := [s.text for s in train_data.samples])):
         warnings.warn(f'{n} of {len(texts)} training target sentences have more than max_target_len={model.max_target_len} tokens and are truncated to it')
     run.mkdir(parents=True, exist_ok=True); cfg.save(run / 'config.json')
-    (run / 'features.json').write_text(json.dumps(store.settings, indent=2))
+    (run / 'features.json').write_text(json.dumps(store.settings, indent=2)); (run / 'schedule.json').write_text(json.dumps(plan, indent=2))
     return RunLog(run / 'log.csv', keep_until=step if cfg.train.resume else None)
+
+# %% ../nbs/06_train.ipynb #49b13986
+def _full_dev(cfg: RunConfig, acc, ddp, model, store, dev_data, examples, t, best_dir: Path, ended: bool) -> dict:
+    "With `max_dev` selecting on a dev subset: the best checkpoint scored on the whole split once training ends."
+    full = run_samples(cfg.data, selection_split(cfg))
+    if len(full) <= len(dev_data) or not ended or not has_checkpoint(best_dir): return {}
+    load_checkpoint(best_dir, model)
+    ex = eval_examples(cfg, full, examples, split=selection_split(cfg))
+    return dict(dev_subset=len(dev_data), dev_samples=len(full), best_dev_bleu4_full=dev_score(acc, ddp, FeatureData(full, store), ex, t))
 
 # %% ../nbs/06_train.ipynb #79f02fd2
 def _train(cfg: RunConfig, acc, stop_after: int | None, progress: bool, held: ExitStack) -> dict:
     "`train`'s work; the main process holds the run's writer lock (`held` releases it) from the end of `_setup` on."
-    t, run = cfg.train, Path(cfg.train.run_dir)
-    last, best_dir = _checkpoint_dirs(run, t.resume)
-    store, train_data, dev_data, examples, model, params, opt, sched = _setup(cfg, acc)
+    last, best_dir = _checkpoint_dirs(run := Path(cfg.train.run_dir), cfg.train.resume)
+    store, train_data, dev_data, (examples, dev_examples), model, params, opt, sched, t, plan = _setup(cfg, acc)   # t: the schedule in steps
     if acc.is_main_process: held.enter_context(folder_lock(run, 'run', wait=False))   # one writer per run: a second is refused
     step, best, best_step = _resume(last, model, opt, sched, t.resume)
-    log = _begin(cfg, store, train_data, model, step, acc, progress) if (main := acc.is_main_process) else None
+    log = _begin(cfg, store, train_data, model, step, acc, progress, plan) if (main := acc.is_main_process) else None
     ddp, done, sums = acc.prepare(model), step, dict(loss=float(log.rows[-1]['loss']) if log is not None and log.rows else float('nan'))   # resumed at the end: the last logged
-    bar, patience_out = tqdm(range(step, t.max_steps), initial=step, total=t.max_steps, desc='train', disable=not (progress and main)), False
+    batches = train_batches(train_data, examples, t, acc.process_index, acc.num_processes, start=step * t.grad_accum)
+    bar, patience_out = progress_bar(range(step, t.max_steps), initial=step, total=t.max_steps, desc='train', disable=not (progress and main)), False
     for step in bar:
-        t0, sums = time.time(), train_step(acc, ddp, train_data, examples, t, step, params, opt, sched)
+        t0, sums = time.time(), train_step(acc, ddp, batches, t, step, params, opt, sched)
         stage = sums.pop('stage')
         done, row = step + 1, dict(step=step + 1, stage=stage, lr=opt.param_groups[0]['lr'], **sums)
-        if done % t.eval_every == 0 or done == t.max_steps:
-            row['dev_bleu4'] = score = dev_score(acc, ddp, dev_data, examples, t)
+        if done == t.max_steps or (done % t.eval_every == 0 and done > t.vt_warmup_steps):   # none in the warm-up: the LLM is untrained
+            row['dev_bleu4'] = score = dev_score(acc, ddp, dev_data, dev_examples, t)
             if score > best: best, best_step = score, done
             if main and best_step == done: save_checkpoint(best_dir, model, opt, sched, done, best, cfg, best_step)
-        row['seconds'] = round(time.time() - t0, 3)
-        patience_out = bool(t.patience) and 'dev_bleu4' in row and done - best_step >= t.patience * t.eval_every   # early stopping
+        row['seconds'], patience_out = round(time.time() - t0, 3), bool(t.patience) and 'dev_bleu4' in row and done - best_step >= t.patience * t.eval_every   # early stopping
         if main: log.add(**row); bar.set_postfix(loss=f"{sums['loss']:.3f}", stage=stage)
         if main and (done % t.save_every == 0 or done == t.max_steps or patience_out): save_checkpoint(last, model, opt, sched, done, best, cfg, best_step)
         acc.wait_for_everyone()
         if patience_out and main and progress: print(f'stopped early at step {done}: no better dev BLEU-4 in {t.patience} evaluations since step {best_step}')
         if patience_out or (stop_after is not None and done >= stop_after): break
     summary = dict(run_dir=str(run), steps=done, best_dev_bleu4=best, best_step=best_step, last_loss=sums['loss'], stopped_early=patience_out and done < t.max_steps,
-                   mixed_precision=acc.mixed_precision, precision_from=getattr(acc, 'precision_from', ''))
-    if main: (run / 'summary.json').write_text(json.dumps(summary, indent=2)); log.plot()
+                   epochs=done / plan['steps_per_epoch'], samples_seen=done * plan['samples_per_step'], processes=acc.num_processes, mixed_precision=acc.mixed_precision,
+                   precision_from=getattr(acc, 'precision_from', '')) | _full_dev(cfg, acc, ddp, model, store, dev_data, examples, t, best_dir, ended=done == t.max_steps or patience_out)
+    if main: (run / 'summary.json').write_text(json.dumps(summary, indent=2)); log.plot(); write_card(run)   # the model card (README.md)
     return summary
 
 # %% ../nbs/06_train.ipynb #6e26d930
@@ -251,6 +331,16 @@ def with_tiny_llm(cfg: RunConfig) -> RunConfig:
         cfg.model.llm = str(out)
     return cfg
 
+# %% ../nbs/06_train.ipynb #01360af5
+def _planned(flat: dict, world: int) -> dict | str:
+    "The schedule in steps a run of `flat` settings would train on `world` processes (`schedule_steps`), or why it cannot be known yet."
+    cfg = resolve_config(**flat)
+    try: n = len(load_dataset(cfg.data.dataset, cfg.data.data_root, cfg.data.train_split))
+    except (OSError, ValueError) as e: return f'unknown until the training split can be read ({e}); steps per epoch = samples // ({cfg.train.batch_size} x {world} processes) / {cfg.train.grad_accum}'
+    try: plan = schedule_steps(cfg.train, n, world)[1]
+    except ValueError as e: return str(e)
+    return dict(plan, line=schedule_line(plan))
+
 # %% ../nbs/06_train.ipynb #bbf101cf
 def train_cli(argv: list[str] | None = None) -> int:
     "`spamo train`: the training job of nbs/06_train.ipynb without Jupyter; 2 for a bad config or parameter."
@@ -259,14 +349,15 @@ def train_cli(argv: list[str] | None = None) -> int:
     p.add_argument('-f', '--config', help="YAML file of parameters (the file papermill takes with -f); its 'preset' key names the preset")
     p.add_argument('-p', '--param', nargs=2, action='append', default=[], metavar=('NAME', 'VALUE'), help='override one parameter')
     p.add_argument('--stop-after', type=int, help='stop after this many steps (resume later with -p resume true)')
-    p.add_argument('--dry-run', action='store_true', help='print the resolved settings (those that differ from the paper) and stop')
+    p.add_argument('--dry-run', action='store_true', help='print the resolved settings (those that differ from the paper), the schedule in steps, and stop')
+    p.add_argument('--num-processes', type=int, default=int(os.environ.get('WORLD_SIZE', 1)), help="--dry-run: processes to plan the schedule for (default: this launch's)")
     a = p.parse_args(argv)
     try:
         params = read_params(a.config) if a.config else {}
         params.update({k: yaml.safe_load(v) for k, v in a.param})
         flat = resolve_params(params, where=a.config or 'spamo train')
     except (ValueError, FileNotFoundError, yaml.YAMLError) as e: print(f'spamo train: {e}', file=sys.stderr); return 2
-    if a.dry_run: print(json.dumps(dict(preset=params.get('preset', 'paper'), **preset_diff(flat)), indent=1)); return 0
+    if a.dry_run: print(json.dumps(dict(preset=params.get('preset', 'paper'), **preset_diff(flat), schedule=_planned(flat, a.num_processes)), indent=1)); return 0
     try: summary = train(with_tiny_llm(resolve_config(**flat)), stop_after=a.stop_after)
     except (Busy, FileExistsError, FileNotFoundError, ValueError, DiskFull) as e: print(f'spamo train: {e}', file=sys.stderr); return 2
     print(json.dumps(summary, indent=2)); return 0

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
 import torch
-from .data import IMAGE_EXTS, LANGUAGES, VideoError, frame_files, load_dataset, read_video, load_decord
+from .data import IMAGE_EXTS, LANGUAGES, Sample, VideoError, frame_files, load_dataset, read_video, load_decord
 from .spatial import SpatialEncoder, as_frames, resize_crop, processor_crop, check_recipe
 from .motion import MotionEncoder
 from .store import FeatureStore, store_settings, recipe_of, setting
@@ -17,13 +17,14 @@ from .adapter import collate_features
 from fastcore.basics import patch
 from types import SimpleNamespace
 from .config import RunConfig
-from .model import build_model, prompt_examples
+from .model import SpaMo, build_model, prompt_examples, run_samples
+from .prompt import PromptExamples
 from .checkpoint import load_run, read_weights
 
 # %% auto #0
-__all__ = ['ENCODER_KEYS', 'DATASET_LANGUAGE', 'VIDEO_ERRORS', 'encoders_from_settings', 'probe', 'decode_size', 'motion_frames',
-           'video_features', 'run_examples', 'run_language', 'Translation', 'Translator', 'translate_cli',
-           'translate_widget']
+__all__ = ['ENCODER_KEYS', 'DATASET_LANGUAGE', 'PROMPT_FILE', 'HUB_ID', 'VIDEO_ERRORS', 'encoders_from_settings', 'probe',
+           'decode_size', 'motion_frames', 'video_features', 'pushed_prompt', 'run_examples', 'run_language',
+           'Translation', 'Translator', 'run_folder', 'open_run', 'translate_cli', 'translate_widget']
 
 # %% ../nbs/07a_translate.ipynb #815cd6ad
 ENCODER_KEYS = ('spatial', 'spatial_weights', 'scales', 'spatial_dim', 'motion', 'motion_weights', 'clip_len',
@@ -100,16 +101,17 @@ def video_features(path, # video file, frame folder or glob of images
                    chunk:int=64, # decoded frames per chunk
                    store_dtype:str|None='float16', # round the features to this dtype (None: keep float32)
                    preview:int=4, # keep this many evenly spaced small frames
-                   progress:bool=False, # a tqdm bar (shown for videos longer than two chunks)
+                   progress:bool=False, # a progress bar (shown for videos longer than two chunks)
+                   frames:str='source', # 'official': frames squashed to 256x256 as the authors' preprocessing did (`spamo.video.FRAMES`)
                   ) -> dict: # spatial, motion, frames, fps, preview, seconds (decode, spatial, motion)
     "Spatial and motion features of one raw video, decoded in chunks with the run's settings."
-    from tqdm.auto import tqdm
+    from spamo.progress import progress_bar
     n, fps, hw = probe(path)
-    size, step, sec = size or decode_size(hw, side), chunk * every, dict(decode=0., spatial=0., motion=0.)
+    size, step, sec = None if frames == 'official' else size or decode_size(hw, side), chunk * every, dict(decode=0., spatial=0., motion=0.)
     zs, small = [], []
-    with tqdm(total=n, desc=Path(path).name[:30], unit='frame', leave=False, disable=not progress or n <= 2 * step) as bar:
+    with progress_bar(total=n, desc=Path(path).name[:30], unit='frame', leave=False, disable=not progress or n <= 2 * step) as bar:
         for i in range(0, n, step):
-            t0 = time.perf_counter(); x = read_video(path, i / fps, min(n, i + step) / fps, every, size, fps=fps)[0]
+            t0 = time.perf_counter(); x = read_video(path, i / fps, min(n, i + step) / fps, every, size, fps=fps, frames=frames)[0]
             t1 = time.perf_counter(); zs.append(spatial.encode(x))
             t2 = time.perf_counter(); small.append(motion_frames(motion, as_frames(x)))
             sec['decode'] += t1 - t0; sec['spatial'] += t2 - t1; sec['motion'] += time.perf_counter() - t2; bar.update(min(step, n - i))
@@ -123,11 +125,25 @@ def video_features(path, # video file, frame folder or glob of images
 # %% ../nbs/07a_translate.ipynb #f050e34d
 DATASET_LANGUAGE = {'phoenix14t': 'de', 'how2sign': 'en', 'csl_daily': 'zh'}
 
+# %% ../nbs/07a_translate.ipynb #cd7ba93e
+PROMPT_FILE = 'prompt.json'   # in a run as pushed to the hub: its output language and the prompt's example pool
+
+def pushed_prompt(cfg:RunConfig) -> dict|None:
+    "The `prompt.json` of a run as pushed to the hub ({'language', 'examples': [[id, target, {lang: source}], ...]}); None elsewhere."
+    p = Path(cfg.train.run_dir) / PROMPT_FILE
+    if not p.is_file(): return None
+    try: d = json.loads(p.read_text(encoding='utf-8')); return dict(language=str(d['language']), examples=list(d.get('examples') or []))
+    except (ValueError, KeyError, TypeError) as e: raise ValueError(f'{p}: not a readable prompt file ({type(e).__name__}: {e}); push the run again (spamo card RUN --out DIR)') from None
+
+
 # %% ../nbs/07a_translate.ipynb #7f56e462
 def run_examples(cfg:RunConfig):
-    "The run's prompt examples (`spamo.model.prompt_examples` over its training split); None when it uses none."
+    "The run's prompt examples (`spamo.model.prompt_examples` over its training split, or a pushed run's pool); None when it uses none."
     if not cfg.model.num_examples: return None
-    try: train = load_dataset(cfg.data.dataset, cfg.data.data_root, cfg.data.train_split)
+    if (pushed := pushed_prompt(cfg)) is not None:   # a pushed run has no training split: its examples came with it
+        pool = [Sample(str(i), '', t, pushed['language'], 'train', extra=dict(translations=dict(tr))) for i, t, tr in pushed['examples']]
+        return PromptExamples(pool, k=cfg.model.num_examples, seed=cfg.train.seed)
+    try: train = run_samples(cfg.data, cfg.data.train_split)   # the run's targets, as training and evaluation saw them
     except (OSError, ValueError) as e:
         raise ValueError(f"this run's prompt holds {cfg.model.num_examples} in-context example(s) from its training split, which "
                          f"cannot be read ({e}); give the run its data_root in config.json") from e
@@ -135,8 +151,9 @@ def run_examples(cfg:RunConfig):
 
 # %% ../nbs/07a_translate.ipynb #b4889f91
 def run_language(cfg:RunConfig) -> str:
-    "The output language of a run: its dataset's, or the first training sample's for a manifest."
+    "The output language of a run: its dataset's, a pushed run's `prompt.json`, or the first training sample's for a manifest."
     if cfg.data.dataset in DATASET_LANGUAGE: return DATASET_LANGUAGE[cfg.data.dataset]
+    if (pushed := pushed_prompt(cfg)) is not None: return pushed['language']
     try: return load_dataset(cfg.data.dataset, cfg.data.data_root, cfg.data.train_split)[0].language
     except Exception as e: raise ValueError(f'cannot tell the language of this run from its data ({e}); pass language=') from e
 
@@ -180,9 +197,55 @@ class Translator:
     def features(self, path, progress:bool|None=None) -> dict:
         "Features of one video as training read them (see `video_features`)."
         return video_features(path, self.spatial, self.motion, self.size, self.side, self.every, self.chunk,
-                              self.settings.get('dtype'), progress=self.progress if progress is None else progress)
+                              self.settings.get('dtype'), progress=self.progress if progress is None else progress,
+                              frames=self.settings.get('frames') or 'source')   # the frames the store was made from
 
     def __repr__(self): return f'Translator({self.spatial.name} + {self.motion.name} -> {self.cfg.model.llm}, {self.language}, {self.device})'
+
+# %% ../nbs/07a_translate.ipynb #688d70cf
+HUB_ID = re.compile(r'[A-Za-z0-9][\w.-]*/[\w.-]+')   # a hub repository id: owner/name
+
+def _unreachable(e:Exception) -> str:
+    "Why the hub was not asked or did not answer: offline mode, or the error's first line."
+    from huggingface_hub import constants
+    if constants.HF_HUB_OFFLINE: return 'offline: HF_HUB_OFFLINE is set'
+    line = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    return line if len(line) <= 160 else line[:157] + '...'
+
+# %% ../nbs/07a_translate.ipynb #000c0c28
+def run_folder(path_or_hub_id, # a run folder here, or the hub id of a pushed run (owner/name)
+               revision:str|None=None, # hub branch, tag or commit (default: main)
+              ) -> Path:
+    "The local folder of a run: the folder itself, or the hub repository's snapshot (`snapshot_download`: downloaded once, then cached)."
+    name = str(path_or_hub_id)
+    if (p := Path(name).expanduser()).exists(): return p
+    if not HUB_ID.fullmatch(name): raise FileNotFoundError(f'run directory not found: {name}')
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
+    try: return Path(snapshot_download(name, revision=revision))
+    except (RepositoryNotFoundError, RevisionNotFoundError) as e:   # the hub answered: no such repository (or revision) you may read
+        raise FileNotFoundError(f"{name}: no run folder here, and no model repository {name!r}{f' at revision {revision!r}' if revision else ''} "
+                                f"on the Hugging Face hub that you can read ({type(e).__name__}); check the path or the id (a private one: `hf auth login`)") from None
+    except (HfHubHTTPError, OSError) as e:   # offline (HF_HUB_OFFLINE=1) or no network, and not in the cache
+        raise FileNotFoundError(f"{name}: no run folder here, and the hub run {name!r} is not in the Hugging Face cache while the hub cannot be "
+                                f"reached ({_unreachable(e)}). Download it where there is a network (`hf download {name} --local-dir DIR`) and pass "
+                                "the folder DIR, or copy that machine's Hugging Face cache (HF_HUB_CACHE) here") from None
+
+# %% ../nbs/07a_translate.ipynb #d327111c
+def open_run(path, # a run directory, one of its checkpoint folders, or a pushed run (one folder holding trainable.safetensors)
+             checkpoint:str='best', # of a run directory: 'best', 'last', or a checkpoint folder
+             device='cpu') -> tuple[SpaMo, RunConfig, Path, Path]: # the model (eval mode), its config, the run's folder, the checkpoint's
+    "A trained run's model and config, and the folders its settings are read from."
+    path = Path(path)
+    if (path / 'trainable.safetensors').exists():   # a checkpoint folder alone (RUN/checkpoints/NAME), or a pushed run (one folder)
+        ck, run = path, (path.parent.parent if path.parent.name == 'checkpoints' else path)
+        cfg = RunConfig.load(ck / 'config.json', run_dir=run)
+        model = build_model(cfg.model, cfg.model.spatial_dim, cfg.model.motion_dim, device).load_trainable(read_weights(ck))
+    else:
+        if not path.exists(): raise FileNotFoundError(f'run directory not found: {path}')
+        model, cfg = load_run(path, checkpoint, device)
+        ck, run = (Path(checkpoint) if Path(checkpoint).is_dir() else path / 'checkpoints' / checkpoint), path
+    return model.eval(), cfg, run, ck
 
 # %% ../nbs/07a_translate.ipynb #819fcae9
 def _settings(run:Path, ck:Path, cfg:RunConfig) -> dict:
@@ -194,22 +257,26 @@ def _settings(run:Path, ck:Path, cfg:RunConfig) -> dict:
 
 # %% ../nbs/07a_translate.ipynb #dede87ee
 @patch(cls_method=True)
-def from_run(cls:Translator, path, # a run directory written by `train`, or a checkpoint folder
-             checkpoint:str='best', # 'best', 'last', or a checkpoint folder
+def from_run(cls:Translator, path, # a run directory, a checkpoint folder, a pushed run's folder, or its hub id (owner/name)
+             checkpoint:str='best', # of a run directory: 'best', 'last', or a checkpoint folder
              device=None, # None: CUDA when there is one, else CPU
+             revision:str|None=None, # hub branch, tag or commit (a hub id only)
              **kwargs) -> Translator: # language, num_beams, batch_size, chunk, progress: see `Translator`
-    "A `Translator` for the checkpoint `checkpoint` of the run at `path`."
+    "A `Translator` for the checkpoint `checkpoint` of the run at `path` (a folder here, or a hub id)."
     device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
-    path = Path(path)
-    if (path / 'trainable.safetensors').exists():   # a checkpoint folder given alone
-        ck, run = path, path.parent.parent
-        cfg = RunConfig.load(ck / 'config.json', run_dir=run)
-        model = build_model(cfg.model, cfg.model.spatial_dim, cfg.model.motion_dim, device).load_trainable(read_weights(ck))
-    else:
-        if not path.exists(): raise FileNotFoundError(f'run directory not found: {path}')
-        model, cfg = load_run(path, checkpoint, device)
-        ck, run = (Path(checkpoint) if Path(checkpoint).is_dir() else path / 'checkpoints' / checkpoint), path
-    return cls(model.eval(), cfg, _settings(run, ck, cfg), device=device, **kwargs)
+    model, cfg, run, ck = open_run(run_folder(path, revision), checkpoint, device)
+    return cls(model, cfg, _settings(run, ck, cfg), device=device, **kwargs)
+
+# %% ../nbs/07a_translate.ipynb #a982f09f
+@patch(cls_method=True)
+def from_pretrained(cls:SpaMo, path_or_hub_id, # a run directory, a checkpoint folder, a pushed run's folder, or its hub id (owner/name)
+                    checkpoint:str='best', # of a run directory: 'best', 'last', or a checkpoint folder
+                    device='cpu', revision:str|None=None, # hub branch, tag or commit (a hub id only)
+                   ) -> SpaMo:
+    "A trained SpaMo (Sign Adapter + LLM with LoRA, eval mode) from a run here or on the hub; `.config` is its `RunConfig`, `.run_dir` its folder."
+    model, cfg, run, _ = open_run(run_folder(path_or_hub_id, revision), checkpoint, device)
+    model.config, model.run_dir = cfg, run
+    return model
 
 # %% ../nbs/07a_translate.ipynb #e5d96ae1
 VIDEO_ERRORS = (VideoError, OSError, ValueError, RuntimeError)  # a bad video fails alone
@@ -253,9 +320,10 @@ def _print(r:Translation, as_json:bool=False):
 def translate_cli(argv:list[str]|None=None) -> int:
     "`spamo translate RUN VIDEO [VIDEO ...]`: sentences of raw videos; exit status 1 when a video failed, 2 when the run did."
     p = argparse.ArgumentParser(prog='spamo translate', description='Translate raw sign videos with a trained SpaMo run.')
-    p.add_argument('run', help='run directory written by `spamo train` (or a checkpoint folder)')
+    p.add_argument('run', help='run directory written by `spamo train`, a checkpoint folder, or the hub id of a pushed run (owner/name)')
     p.add_argument('videos', nargs='+', help='mp4/webm/avi files, frame folders or image globs')
     p.add_argument('--checkpoint', default='best', help="'best', 'last' or a checkpoint folder")
+    p.add_argument('--revision', default=None, help='hub branch, tag or commit of a hub id (default: main)')
     p.add_argument('--device', default=None, help='cpu, cuda, cuda:1 (default: CUDA when available)')
     p.add_argument('--num-beams', '--beams', dest='beams', type=int, default=None, help="beam width (default: the run's, 5 in the paper)")
     p.add_argument('--language', default=None, help="output language code (default: the run's data)")
@@ -263,7 +331,7 @@ def translate_cli(argv:list[str]|None=None) -> int:
     p.add_argument('--recipe', default=None, choices=['official', 'spamo'], help="feature recipe expected (default: the run's; another is refused)")
     p.add_argument('--no-progress', action='store_true')
     a = p.parse_args(argv)
-    try: tr = Translator.from_run(a.run, a.checkpoint, a.device, language=a.language, num_beams=a.beams,
+    try: tr = Translator.from_run(a.run, a.checkpoint, a.device, a.revision, language=a.language, num_beams=a.beams,
                                   batch_size=a.batch_size, progress=not a.no_progress, recipe=a.recipe)
     except (OSError, ValueError, KeyError) as e: print(f'spamo translate: {e}', file=sys.stderr); return 2
     res = tr(a.videos)

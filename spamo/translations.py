@@ -4,49 +4,14 @@
 
 # %% ../nbs/05d_translations.ipynb #cf43da36
 from __future__ import annotations
-import argparse, io, json, pickle, sys
+import argparse, json, pickle, sys
 from pathlib import Path
-import numpy as np
-from .data import LANGUAGES, NUMPY_GLOBALS, PlainUnpickler, load_dataset
+from .data import LANGUAGES, load_dataset
 from .prompt import load_translations
+from .release import read_info_ml, write_translations   # the authors' files: read where their release is
 
 # %% auto #0
-__all__ = ['NLLB_CODES', 'load_npy_pickle', 'read_info_ml', 'write_translations', 'machine_translate', 'translations_cli']
-
-# %% ../nbs/05d_translations.ipynb #37bf0d14
-def load_npy_pickle(path):
-    "The object stored in a pickled `.npy` file (an object array; its item when 0-d): plain builtins and NumPy arrays only."
-    path = Path(path)
-    with path.open('rb') as f:
-        try:
-            version = np.lib.format.read_magic(f)
-            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-            _, _, dtype = read(f)
-        except ValueError as e: raise ValueError(f'{path}: not a .npy file ({e})') from None
-        if dtype != object: return np.load(path, allow_pickle=False)
-        try: a = PlainUnpickler(f, NUMPY_GLOBALS).load()
-        except (pickle.UnpicklingError, EOFError) as e: raise pickle.UnpicklingError(f'{path}: {e}') from None
-    return a.item() if isinstance(a, np.ndarray) and a.shape == () else a
-
-# %% ../nbs/05d_translations.ipynb #d0dfaa8c
-def read_info_ml(path, # the authors' `<split>_info_ml.npy`
-                ) -> dict: # {fileid: {'text': target sentence, 'en': ..., 'es': ..., 'fr': ...}}
-    "The samples of an authors' info file with their machine translations, keyed by sample id."
-    info = load_npy_pickle(path)
-    if not isinstance(info, dict): raise ValueError(f'{path}: expected a dict of samples, got {type(info).__name__}')
-    out = {}
-    for k, s in info.items():
-        if not isinstance(s, dict) or 'fileid' not in s: continue     # the 'prefix' entry
-        out[str(s['fileid'])] = {'text': s.get('text', '')} | {l: s[f'{l}_text'] for l in ('en', 'es', 'fr') if s.get(f'{l}_text')}
-    return out
-
-# %% ../nbs/05d_translations.ipynb #9e33bca0
-def write_translations(rows:dict, path) -> Path:
-    "Write `{id: {lang: text}}` as a JSONL side file (one object per id)."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(''.join(json.dumps(dict(id=i, **{l: t for l, t in tr.items() if l in LANGUAGES}), ensure_ascii=False) + '\n'
-                            for i, tr in rows.items()), encoding='utf-8')
-    return path
+__all__ = ['NLLB_CODES', 'machine_translate', 'translations_cli']
 
 # %% ../nbs/05d_translations.ipynb #2a545825
 NLLB_CODES = dict(de='deu_Latn', en='eng_Latn', es='spa_Latn', fr='fra_Latn', it='ita_Latn', pt='por_Latn', nl='nld_Latn',
@@ -75,7 +40,7 @@ def machine_translate(samples:list, # `Sample`s whose `text` is translated (the 
                       batch_size:int=16, max_new_tokens:int=128, num_beams:int=4, device='cpu', progress:bool=True) -> Path:
     "Translate the sentences of `samples` into `languages`, resumably, into a JSONL side file; returns its path."
     import torch
-    from tqdm.auto import tqdm
+    from spamo.progress import progress_bar
     out = Path(out); out.parent.mkdir(parents=True, exist_ok=True); done = _done(out)
     for lang in languages:
         if lang not in LANGUAGES: raise ValueError(f'unknown language code {lang!r}; known: {", ".join(LANGUAGES)}')
@@ -86,7 +51,7 @@ def machine_translate(samples:list, # `Sample`s whose `text` is translated (the 
         if NLLB_CODES.get(lang) in tok.get_vocab():          # one multilingual model: force the target language
             tok.src_lang = NLLB_CODES.get(todo[0].language, tok.src_lang if hasattr(tok, 'src_lang') else None)
             forced = dict(forced_bos_token_id=tok.convert_tokens_to_ids(NLLB_CODES[lang]))
-        for i in tqdm(range(0, len(todo), batch_size), desc=f'translate into {lang}', disable=not progress):
+        for i in progress_bar(range(0, len(todo), batch_size), desc=f'translate into {lang}', disable=not progress):
             b = todo[i:i + batch_size]
             x = tok([s.text for s in b], return_tensors='pt', padding=True, truncation=True).to(device)
             with torch.inference_mode(): y = mt.generate(**x, num_beams=num_beams, do_sample=False, max_new_tokens=max_new_tokens, **forced)

@@ -4,13 +4,14 @@
 
 # %% ../nbs/00_video.ipynb #5bed2faf
 from __future__ import annotations
-import glob, math, os, re
+import glob, io, math, os, re
 from pathlib import Path
 import numpy as np
 from PIL import Image
 
 # %% auto #0
-__all__ = ['IMAGE_EXTS', 'VideoError', 'natural_key', 'frame_files', 'load_decord', 'read_video']
+__all__ = ['IMAGE_EXTS', 'OFFICIAL_SIDE', 'FRAMES', 'VideoError', 'natural_key', 'frame_files', 'squash', 'parse_size',
+           'load_decord', 'read_video']
 
 # %% ../nbs/00_video.ipynb #31378a2b
 class VideoError(Exception):
@@ -41,9 +42,56 @@ def frame_files(path, sample_id=None) -> list[Path]:
     if not files: raise VideoError(f"{_where(path, sample_id)}: no frames ({', '.join(IMAGE_EXTS)} files) found")
     return sorted(map(Path, files), key=natural_key)
 
+# %% ../nbs/00_video.ipynb #82eec450
+OFFICIAL_SIDE = 256   # the authors' frames are 256x256 (fullFrame-256x256px, CSL-Daily_256x256px)
+FRAMES = ('source', 'official')   # how `read_video` takes frames: as stored (resized to `size`), or as the authors' preprocessing wrote them
+
+def squash(frames:np.ndarray, # uint8 frames (T, H, W, C), or one frame (H, W, C)
+           side:int=OFFICIAL_SIDE, # the square's side
+          ) -> np.ndarray:
+    "Frames resized to side x side with OpenCV's INTER_LANCZOS4, as the VAC/CorrNet preprocessing made the authors' frames."
+    import cv2
+    a = np.asarray(frames)
+    if a.shape[-3:-1] == (side, side): return a
+    if a.ndim == 3: return cv2.resize(np.ascontiguousarray(a), (side, side), interpolation=cv2.INTER_LANCZOS4)
+    out = np.empty((len(a), side, side, a.shape[-1]), a.dtype)
+    for k, f in enumerate(a): out[k] = squash(f, side)
+    return out
+
+# %% ../nbs/00_video.ipynb #710130b4
+def _official_frame(f) -> np.ndarray:
+    "One image file as the authors' extraction saw it: OpenCV's read, `squash`, a JPEG re-encoded as `cv2.imwrite` did; a 256x256 file as PIL reads it."
+    import cv2
+    with Image.open(f) as im:
+        if im.size == (OFFICIAL_SIDE, OFFICIAL_SIDE): return np.asarray(im.convert('RGB'))   # already theirs
+    a = cv2.imread(str(f), cv2.IMREAD_COLOR)
+    if a is None: raise OSError('OpenCV cannot read it')
+    a = squash(a)
+    if Path(f).suffix.lower() not in ('.jpg', '.jpeg'): return a[..., ::-1]   # BGR -> RGB
+    ok, enc = cv2.imencode('.jpg', a)   # OpenCV's default quality (95), as cv2.imwrite wrote CSL-Daily_256x256px
+    with Image.open(io.BytesIO(enc.tobytes())) as im: return np.asarray(im.convert('RGB'))
+
 # %% ../nbs/00_video.ipynb #a3c434d0
-def _hw(size) -> tuple[int, int]|None:
-    return None if size is None else (int(size), int(size)) if isinstance(size, (int, np.integer)) else tuple(map(int, size))
+def _even(x:float) -> int: return max(2, round(x / 2) * 2)
+
+def _short_side(size) -> int|None:
+    "N of a size 'short:N' (the shorter side N, the aspect ratio kept), else None."
+    if not (isinstance(size, str) and size.startswith('short:')): return None
+    if not size[6:].isdigit() or int(size[6:]) < 1: raise ValueError(f"size {size!r}: write 'short:N' with N a number of pixels, e.g. 'short:256'")
+    return int(size[6:])
+
+def _hw(size, src:tuple|None=None) -> tuple[int, int]|None:
+    "(H, W) to decode at for `size` (None, an int, (H, W) or 'short:N'), given the source's (H, W) `src`; None keeps the source."
+    if size is None: return None
+    if (n := _short_side(size)) is not None:
+        if src is None: raise ValueError(f"size {size!r} needs the source's frame size")
+        h, w = src
+        hw = (n, _even(w * n / h)) if h <= w else (_even(h * n / w), n)
+    elif isinstance(size, (int, np.integer)) and not isinstance(size, bool): hw = (int(size), int(size))
+    elif isinstance(size, (tuple, list)) and len(size) == 2 and all(isinstance(v, (int, np.integer)) for v in size): hw = tuple(map(int, size))
+    else: raise ValueError(f"size {size!r}: use None, an int (a square), (H, W), or 'short:N' (shorter side N, aspect ratio kept)")
+    if min(hw) < 1: raise ValueError(f'size {size!r}: sides must be at least 1 pixel')
+    return hw
 
 def _indices(n, fps, start, end, every, where) -> range:
     "Frame indices i with start <= i/fps < end, every `every`-th; a window without frames raises VideoError."
@@ -53,14 +101,26 @@ def _indices(n, fps, start, end, every, where) -> range:
     if not len(idx): raise VideoError(f"{where}: the window [{start}, {end}) s holds no frames ({n} frames at {fps:g} fps)")
     return idx
 
+# %% ../nbs/00_video.ipynb #3f750e00
+def parse_size(text) -> int|tuple|str|None:
+    "A `read_video` size from text (a command line, YAML): '256' a square, '224,398' (H, W), 'short:256', '' or 'none' None."
+    t = str(text).strip().lower()
+    if t in ('', 'none'): return None
+    size = int(t) if t.isdigit() else tuple(int(v) for v in t.split(',')) if ',' in t and t.replace(',', '').isdigit() else t
+    _hw(size, (1, 1))   # raises ValueError naming the forms
+    return size
+
 # %% ../nbs/00_video.ipynb #80f19f53
-def _read_images(files, idx, hw, where) -> np.ndarray:
+def _pil_frame(f, size) -> np.ndarray:
+    "One image file as uint8 RGB, resized to `size` with PIL's bilinear filter."
+    with Image.open(f) as im:
+        im = im.convert('RGB'); hw = _hw(size, (im.height, im.width))
+        return np.asarray(im.resize((hw[1], hw[0]), Image.BILINEAR) if hw else im)
+
+def _read_images(files, idx, size, where, frames:str='source') -> np.ndarray:
     out = None
     for k, i in enumerate(idx):
-        try:
-            with Image.open(files[i]) as im:
-                im = im.convert('RGB')
-                a = np.asarray(im.resize((hw[1], hw[0]), Image.BILINEAR) if hw else im)
+        try: a = _official_frame(files[i]) if frames == 'official' else _pil_frame(files[i], size)
         except (OSError, SyntaxError, ValueError) as e: raise VideoError(f"{where}: cannot read frame {files[i]} ({e})") from e
         if out is None: out = np.empty((len(idx), *a.shape), np.uint8)
         elif a.shape != out.shape[1:]:
@@ -115,6 +175,14 @@ def _av_info(path) -> tuple[int, float]:
         s = c.streams.video[0]
         return s.frames or sum(1 for _ in c.decode(s)), float(s.average_rate or s.guessed_rate or 0)
 
+# %% ../nbs/00_video.ipynb #75fec2e3
+def _source_hw(path, where) -> tuple[int, int]:
+    "(H, W) of a video file's frames from its header (PyAV), for a `'short:N'` size; an unreadable file raises VideoError."
+    import av
+    try:
+        with av.open(str(path)) as c: cc = c.streams.video[0].codec_context; return cc.height, cc.width
+    except Exception as e: raise VideoError(f"{where}: cannot decode ({_short(e)})") from e
+
 # %% ../nbs/00_video.ipynb #16a2b7c3
 def _ways(vr, path, hw):
     "Readers of a chunk of frame indices, best first: decord's batch, decord frame by frame, PyAV."
@@ -138,9 +206,10 @@ def _batches(vr, path, idx, hw, chunk):
         yield b
 
 # %% ../nbs/00_video.ipynb #b3902255
-def _read_container(path, start, end, every, hw, where, chunk=32) -> tuple[np.ndarray, float]:
-    "Decode a video file `chunk` frames at a time: with decord, or PyAV where decord cannot open it."
+def _read_container(path, start, end, every, size, where, chunk=32, frames:str='source') -> tuple[np.ndarray, float]:
+    "Decode a video file `chunk` frames at a time: with decord, or PyAV where decord cannot open it; 'official' frames are squashed after."
     decord = load_decord()
+    hw = None if frames == 'official' else _hw(size, _source_hw(path, where) if _short_side(size) else None)
     try:
         vr = decord.VideoReader(str(path), ctx=decord.cpu(0), **(dict(width=hw[1], height=hw[0]) if hw else {}))
         n, fps = len(vr), float(vr.get_avg_fps())
@@ -151,6 +220,7 @@ def _read_container(path, start, end, every, hw, where, chunk=32) -> tuple[np.nd
     idx, out = _indices(n, fps, start, end, every, where), np.empty((0,), np.uint8)
     try:
         for k, b in enumerate(_batches(vr, str(path), idx, hw, chunk)):
+            if frames == 'official': b = squash(b)
             if k == 0: out = np.empty((len(idx), *b.shape[1:]), np.uint8)
             out[k * chunk:k * chunk + len(b)] = b
     except Exception as e: raise VideoError(f"{where}: decoding failed ({_short(e)})") from e
@@ -161,19 +231,22 @@ def read_video(path, # video file, frame folder, or glob of images
                start:float|None=None, # window start in seconds
                end:float|None=None, # window end in seconds (exclusive)
                every:int=1, # keep every k-th frame of the window
-               size:int|tuple|None=None, # (H, W) or an int for a square; None keeps the source size
+               size:int|tuple|str|None=None, # an int (a square), (H, W), 'short:N' (shorter side N, aspect kept); None keeps the source size
                fps:float=25.0, # frame rate of a frame folder (video files carry their own)
                sample_id:str|None=None, # named in error messages
+               frames:str='source', # 'source': as stored, resized to `size`; 'official': the authors' 256x256 frames (`squash`)
               ) -> tuple[np.ndarray, float]:
     "Frames as uint8 (T,H,W,3) and the fps of the returned frames (source fps / every)."
     if every < 1: raise ValueError(f'every must be >= 1, got {every}')
     if start is not None and end is not None and end <= start: raise ValueError(f'empty window: start={start} >= end={end}')
-    p, hw, where = str(path), _hw(size), _where(path, sample_id)
+    if frames not in FRAMES: raise ValueError(f"frames must be one of {', '.join(map(repr, FRAMES))}, got {frames!r}")
+    if frames == 'official' and size is not None: raise ValueError(f"frames='official' are {OFFICIAL_SIDE}x{OFFICIAL_SIDE}, as the authors' preprocessing made them: leave size=None (got {size!r})")
+    p, where, _ = str(path), _where(path, sample_id), _hw(size, (1, 1))   # checks the form of `size`
     if os.path.isfile(p) and not p.lower().endswith(IMAGE_EXTS):
         if os.path.getsize(p) == 0: raise VideoError(f"{where}: empty file (0 bytes)")
-        frames, src = _read_container(p, start, end, every, hw, where)
-        return frames, src / every
+        out, src = _read_container(p, start, end, every, size, where, frames=frames)
+        return out, src / every
     if os.path.isfile(p): files = [Path(p)]
     elif os.path.isdir(p) or _is_glob(p): files = frame_files(p, sample_id)
     else: raise FileNotFoundError(f"video not found for {where}")
-    return _read_images(files, _indices(len(files), fps, start, end, every, where), hw, where), fps / every
+    return _read_images(files, _indices(len(files), fps, start, end, every, where), size, where, frames), fps / every

@@ -102,3 +102,26 @@ def test_two_process_training_is_one_run(tmp_path):
     assert cfg.train.max_steps == 5 and not model.training
     m = evaluate_run(run_dir, 'test', 'best', num_beams=2, progress=False, verbose=False)
     assert 0 <= m['bleu4'] <= 100 and len(m['hyps']) == len(m['refs']) == 8 and (run_dir / 'eval-test').is_dir()
+
+
+@needs_torchrun
+def test_epochs_mean_epochs_on_one_or_two_processes(tmp_path):
+    "One config in epochs and samples, trained by 1 and by 2 processes: the same epochs and the same samples seen (half the steps on two)."
+    out = smoke_run().parent
+    n = len(FeatureStore(out / 'data' / 'features'))   # records of all splits; the training split is read below
+    from spamo.data import load_dataset
+    n_train = len(load_dataset('phoenix14t', out / 'data' / 'synthsign', 'train'))
+    params = dict(data_root=str(out / 'data' / 'synthsign'), features=str(out / 'data' / 'features'), llm=str(out / 'llm'),
+                  llm_dtype='fp32', precision='fp32', adapter_hidden=32, epochs=2, eval_every_epochs=2, save_every_epochs=2,
+                  vt_warmup_samples=8, lr_warmup_samples=8, batch_size=2, lr=1e-3, num_examples=0, num_beams=1, max_new_tokens=8, num_workers=1)
+    script = tmp_path / 'train.py'; script.write_text(TRAIN)
+    one, two = tmp_path / 'one', tmp_path / 'two'; one.mkdir(); two.mkdir()
+    run([sys.executable, str(script), json.dumps(params | dict(run_dir=str(one / 'run'))), one])
+    torchrun(script, json.dumps(params | dict(run_dir=str(two / 'run'))), two)
+    s1, s2 = (json.loads((d / 'rank0.json').read_text())['summary'] for d in (one, two))
+    assert n > n_train and n_train % 4 == 0, (n, n_train)                      # every sample fits a global batch of 2 x 2
+    assert (s1['processes'], s2['processes']) == (1, 2)
+    assert s1['epochs'] == s2['epochs'] == 2 and s1['samples_seen'] == s2['samples_seen'] == 2 * n_train
+    assert (s1['steps'], s2['steps']) == (n_train, n_train // 2)              # batch 2 per process: half the steps on two
+    plans = [json.loads((d / 'run' / 'schedule.json').read_text()) for d in (one, two)]
+    assert [(p['vt_warmup_steps'], p['lr_warmup_steps']) for p in plans] == [(4, 4), (2, 2)]   # 8 samples: 4 steps of 2, 2 of 4

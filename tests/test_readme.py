@@ -5,8 +5,9 @@ copy of configs/, nbs/ and the other repository files the lines name (bench/gpu_
 
 (a) `test_every_readme_command_parses`: `spamo train` and `spamo reproduce` run with `--dry-run` (the settings resolve);
     the other `spamo` commands go through their own argparse parser, stopped once it has parsed; `papermill` runs with
-    `--prepare-only` (and may not pass an unknown parameter); `accelerate launch` goes through accelerate's parser, then
-    its `-m spamo.cli` part as a `spamo` line; `mkdir -p` and `bash ... --help` run.
+    `--prepare-only` into the folder its output names (made first), and may not pass an unknown parameter; `accelerate
+    launch` goes through accelerate's parser, then its `-m spamo.cli` part as a `spamo` line; `mkdir -p`, `bash ... --help`
+    and `hf upload --help` (for an `hf upload ID DIR` line, whose ID must be a hub id) run.
 (b) `test_the_readme_runs_at_smoke_size`: the lines a CPU can run do run, and fail the test when they fail as typed.
     What differs from the README, full scale -> smoke size (nothing else does):
     - `data/PHOENIX-2014-T` -> a SynthSign dataset written at that very path (PHOENIX14T layout, `N` videos per split,
@@ -27,7 +28,14 @@ copy of configs/, nbs/ and the other repository files the lines name (bench/gpu_
     - `Qwen/Qwen2.5-1.5B-Instruct` -> a tiny Llama trained here for two steps, its tokenizer given ChatML (Qwen's chat
       template); `configs/phoenix14t-qwen2.5-1.5b.yaml` -> the same file with `preset: smoke`, that tiny model as `llm`,
       `llm_dtype: fp32` (a CPU) and `num_examples: 1`;
-    - `my_clip.mp4`, `other_clip.webm`, `clips/*.mp4` -> SynthSign test videos (the webm one encoded in VP9 here).
+    - `my_clip.mp4`, `other_clip.webm`, `clips/*.mp4` -> SynthSign test videos (the webm one encoded in VP9 here);
+    - `my-signs/manifest.csv` (the new-sign-language tutorial's own videos) -> the manifest SynthSign writes beside its
+      mp4 files (`my-signs` links to `data/PHOENIX-2014-T`), so that tutorial trains on SynthSign as a new language;
+    - `google/mt5-xl` -> the tiny T5, as `google/flan-t5-xl`; a tutorial's `spamo train` line without `-f` runs with
+      `-p preset smoke` added (6 steps, batch 4, small adapter; the line's own parameters stay as typed);
+    - `hf upload ID DIR` (no network here) -> DIR laid out in a Hugging Face cache folder as a download leaves it
+      (`spamo.card.hub_cache`), and the commands after it run offline with that cache (`HF_HUB_OFFLINE`, `HF_HUB_CACHE`),
+      so `spamo translate ID ...` loads the pushed run through huggingface_hub's real `snapshot_download`.
     Not run in (b), each for the reason `why_not_run` gives: the quick start (`pip install`, `spamo demo`, `nbdev_test`,
     `pytest`: CI runs them), `accelerate launch` (several GPUs), the authors' files (`import-features`,
     `import-checkpoint`, `--from-info` and the run they make), `spamo reproduce` without `--dry-run` (GPUs, or minutes
@@ -44,7 +52,7 @@ INDEX = REPO / 'nbs' / 'index.ipynb'
 TUTORIALS = sorted((REPO / 'nbs' / 'tutorials').glob('*.ipynb'))
 N = dict(train=8, dev=2, test=2)     # SynthSign videos per split
 EXTRA = {'extract': ['--spatial', 'tiny', '--motion', 'tiny', '--no-progress'], 'translations': ['--no-progress']}
-SMOKE_NAMES = ('google/flan-t5-xl', 'facebook/nllb-200-distilled-600M')   # each -> the tiny T5 folder
+SMOKE_NAMES = ('google/flan-t5-xl', 'google/mt5-xl', 'facebook/nllb-200-distilled-600M')   # each -> the tiny T5 folder
 CAUSAL_NAMES = ('Qwen/Qwen2.5-1.5B-Instruct',)                             # each -> the tiny Llama folder
 SHELL_VARS = {'$RANK': '0', '$MASTER_ADDR': '127.0.0.1'}
 RESUME_SECTION = 'Stopping and resuming'
@@ -154,10 +162,11 @@ def spamo(argv: list[str], where: Path, line: str) -> tuple[int, str]:
     return rc, out.getvalue()
 
 
-def shell(argv: list[str], where: Path, line: str) -> str:
+def shell(argv: list[str], where: Path, line: str, hub: dict | None = None) -> str:
     "A non-`spamo` command in folder `where` (papermill through this Python); its output, and the test fails on a non-zero exit."
     if argv[0] == 'papermill': argv = [sys.executable, '-m', 'papermill', *argv[1:]]
-    r = subprocess.run(argv, cwd=where, capture_output=True, text=True, env=os.environ | dict(OMP_NUM_THREADS='1'), timeout=300)
+    env = dict(HF_HUB_OFFLINE='1', HF_HUB_CACHE=str(hub['cache'])) if hub and hub.get('cache') else {}
+    r = subprocess.run(argv, cwd=where, capture_output=True, text=True, env=os.environ | dict(OMP_NUM_THREADS='1') | env, timeout=300)
     out = r.stdout + r.stderr
     assert r.returncode == 0, f'{line!r} exited {r.returncode}: {out[-2000:]}'
     assert 'unknown parameter' not in out, f'{line!r}: papermill was given a parameter the job does not have: {out[-800:]}'
@@ -172,11 +181,15 @@ def check_parses(argv: list[str], where: Path, line: str):
         assert '--help' in argv, f'{line!r}: a bash line this test can only run with --help'
         assert 'usage' in shell(argv, where, line); return
     if argv[0] == 'papermill':
+        (where / argv[2]).parent.mkdir(parents=True, exist_ok=True)   # the run folder its output goes to: made by a training (a) does not run
         shell(argv + ['--prepare-only'], where, line)
         nb = json.loads((where / argv[2]).read_text())
         assert any('injected-parameters' in c['metadata'].get('tags', []) for c in nb['cells']), f'{line!r}: no parameters injected'
         return
     if argv[:2] == ['accelerate', 'config']: return   # interactive: it asks questions, nothing to parse
+    if argv[0] == 'hf':   # huggingface_hub's command: it exists, and the line gives the subcommand a hub id
+        assert argv[1] in ('upload', 'download') and re.fullmatch(r'[\w.-]+/[\w.-]+', argv[2]), f'{line!r}: no rule for this hf line'
+        assert f'Usage: hf {argv[1]}' in shell(['hf', argv[1], '--help'], where, line); return
     if argv[0] == 'accelerate':
         from accelerate.commands.launch import launch_command_parser
         assert argv[1] == 'launch', line
@@ -248,6 +261,7 @@ def smoke_fixtures(root: Path) -> Path:
     y.write_text(re.sub(r'^llm: \S+', f'llm: {llm}', text, flags=re.M) + '\nnum_examples: 1\n')
     alt = root / 'alt'; alt.mkdir()
     for d in ('data', 'configs', 'nbs'): (alt / d).symlink_to(root / d)
+    (root / 'my-signs').symlink_to(data)   # the new-sign-language tutorial's videos: SynthSign's own manifest.csv and mp4 files
     return llm
 
 
@@ -276,16 +290,30 @@ def last_json(out: str) -> dict:
     return json.loads(out[out.rindex('\n{') + 1:] if '\n{' in out else out[out.index('{'):])
 
 
-def run_line(c: dict, argv: list[str], where: Path, names: dict) -> tuple[list[str], str]:
-    "One command of a line at smoke size in folder `where`: the mapped argv and what it printed (into `> FILE` too)."
+def run_line(c: dict, argv: list[str], where: Path, names: dict, hub: dict) -> tuple[list[str], str]:
+    "One command of a line at smoke size in folder `where`: the mapped argv and what it printed (into `> FILE` too); `hub` holds the cache an `hf upload` filled."
+    from spamo.card import hub_cache
     argv = [names.get(t, t) for t in argv]
     argv = [m for t in argv for m in (sorted(str(p.relative_to(where)) for p in where.glob(t)) if '*' in t else [t])]   # as bash globs
-    if argv[0] != 'spamo': out = shell(argv, where, c['line'])
+    if argv[:2] == ['hf', 'upload']:   # the push, without a network: the cache a download would fill
+        hub['cache'] = where / 'hf-cache'; out = str(hub_cache(where / argv[3], argv[2], hub['cache']))
+    elif argv[0] != 'spamo': out = shell(argv, where, c['line'], hub)
     else:
-        argv = argv + EXTRA.get(argv[1], []) + (['--stop-after', '3'] if c['alt'] and argv[1] == 'train' else [])
-        out = spamo(argv[1:], where, c['line'])[1]
+        tutorial_train = c['source'] != 'index.ipynb' and argv[1] == 'train' and '-f' not in argv
+        argv = (argv + EXTRA.get(argv[1], []) + (['--stop-after', '3'] if c['alt'] and argv[1] == 'train' else [])
+                + (['-p', 'preset', 'smoke'] if tutorial_train else []))
+        with offline(hub): out = spamo(argv[1:], where, c['line'])[1]
     if c['stdout']: (where / c['stdout']).write_text(out)
     return argv, out
+
+
+@contextlib.contextmanager
+def offline(hub: dict):
+    "huggingface_hub offline with the cache an `hf upload` line filled (as HF_HUB_OFFLINE=1 HF_HUB_CACHE=... do, read at its import)."
+    if not hub.get('cache'): yield; return
+    import huggingface_hub.constants as constants
+    from unittest import mock
+    with mock.patch.object(constants, 'HF_HUB_OFFLINE', True), mock.patch.object(constants, 'HF_HUB_CACHE', str(hub['cache'])): yield
 
 
 def test_the_readme_and_tutorials_run_at_smoke_size(tmp_path):
@@ -294,14 +322,14 @@ def test_the_readme_and_tutorials_run_at_smoke_size(tmp_path):
     llm = smoke_fixtures(root)
     causal = tutorial_fixtures(root, [s.text for s in load_dataset('phoenix14t', root / 'data' / 'PHOENIX-2014-T', 'train')])
     names = {n: str(llm) for n in SMOKE_NAMES} | {n: str(causal) for n in CAUSAL_NAMES}
-    ran, skipped, done = [], [], set()
+    ran, skipped, done, hub = [], [], set(), {}
     for c in all_commands():
         where = root / 'alt' if c['alt'] or c['section'] == RESUME_SECTION else root
         for argv in c['segs']:
             if why := why_not_run(argv): skipped.append((c['line'], why)); continue
             if c['source'] != 'index.ipynb' and (where.name, tuple(argv)) in done: continue   # the README ran this very command
             done.add((where.name, tuple(argv)))
-            ran.append((where.name, *run_line(c, argv, where, names), c['source']))
+            ran.append((where.name, *run_line(c, argv, where, names, hub), c['source']))
     ran, tut = [r[:3] for r in ran if r[3] == 'index.ipynb'], [r[:3] for r in ran if r[3] != 'index.ipynb']
     by = lambda sub, folder='readme': [(a, o) for w, a, o in ran if w == folder and a[0] == 'spamo' and a[1] == sub]
 
@@ -344,9 +372,11 @@ def test_the_readme_and_tutorials_run_at_smoke_size(tmp_path):
                                        'interactive: once per machine', 'CUDA and bitsandbytes (4-bit QLoRA)'}
     assert any(a[:3] == ['spamo', 'reproduce', 'table3'] and 'papermill' in o for _, a, o in ran)
 
-    # the tutorials: their evaluation job, their videos translated (three kinds of file name), the decoder-only job
+    # the tutorials: the decoder-only job; a new sign language from its manifest to its card and its hub id; videos translated
     assert [a[1] if a[0] == 'papermill' else a[:2] for _, a, _ in tut if a[0] != 'mkdir'] == [
-        'nbs/06_train.ipynb', ['spamo', 'translate'], ['spamo', 'translate']], [a for _, a, _ in tut]
+        'nbs/06_train.ipynb', *[['spamo', 'extract']] * 3, ['spamo', 'translations'], ['spamo', 'train'], 'nbs/07_evaluate.ipynb',
+        ['spamo', 'evaluate'], ['spamo', 'card'], ['hf', 'upload'], ['spamo', 'translate'], ['spamo', 'translate'], ['spamo', 'translate']], [a for _, a, _ in tut]
+    check_new_sign_language(root, [t for t in tut if t[1][:2] in (['spamo', 'extract'], ['spamo', 'translate'])])
     causal_run = root / 'runs' / 'phoenix14t-qwen2.5-1.5b'     # the executed notebook sits in the run it trained
     assert (causal_run / 'train.ipynb').is_file() and (causal_run / 'checkpoints').is_dir()
     cfg = json.loads((causal_run / 'config.json').read_text())
@@ -355,3 +385,23 @@ def test_the_readme_and_tutorials_run_at_smoke_size(tmp_path):
     two, many = tut[-2][2].splitlines(), json.loads((root / 'translations.json').read_text())
     assert (two[0], two[3]) == ('my_clip.mp4', 'other_clip.webm') and two[1].strip() and two[4].strip(), two
     assert len(many) == N['test'] and all(r['text'].strip() and r['error'] is None for r in many), many
+
+
+def check_new_sign_language(root: Path, ran: list):
+    "The new-sign-language tutorial's lines did their work: a manifest run with examples, its card, the pushed folder, a sentence by hub id."
+    import yaml
+    extracted = [last_json(o) for _, a, o in ran if a[1] == 'extract']
+    assert [(r['extracted'], r['skipped']) for r in extracted] == [(N['train'], 0), (N['dev'], 0), (N['test'], 0)], extracted
+    run = root / 'runs' / 'my-signs'
+    cfg = json.loads((run / 'config.json').read_text())
+    assert (cfg['data']['dataset'], cfg['model']['num_examples'], json.loads((run / 'summary.json').read_text())['steps']) == ('manifest', 1, 6)
+    front = yaml.safe_load((run / 'README.md').read_text().split('---\n')[1])
+    scored = json.loads((run / 'eval-test' / 'metrics.json').read_text())
+    assert front['language'] == ['de'] and front['model-index'][0]['results'][0]['metrics'][0]['value'] == round(scored['bleu4'], 2)
+    up = root / 'upload' / 'my-signs'
+    assert sorted(p.name for p in up.iterdir()) == ['README.md', 'config.json', 'features.json', 'llm', 'prompt.json', 'trainable.safetensors']
+    assert len(json.loads((up / 'prompt.json').read_text())['examples']) == N['train']   # the side file covers every training sentence
+    assert (root / 'hf-cache' / 'models--your-name--spamo-my-signs' / 'refs' / 'main').is_file()
+    (_, argv, out), = [t for t in ran if t[1][:3] == ['spamo', 'translate', 'your-name/spamo-my-signs']]
+    lines = out.splitlines()
+    assert lines[0] == 'my_clip.mp4' and lines[1].strip(), out

@@ -6,7 +6,7 @@ from safetensors.torch import load_file
 from spamo.presets import resolve_config
 from spamo.checkpoint import load_run
 from spamo.model import FeatureData
-from spamo.train import train, train_cli
+from spamo.train import schedule_steps, train, train_cli
 from spamo.testing import smoke_run
 from spamo.data import load_dataset
 from spamo.store import FeatureStore
@@ -150,8 +150,10 @@ def test_readme_training_commands_train_the_papers_schedule(tmp_path):
         if {'parameters', 'injected-parameters'} & set(c['metadata'].get('tags', [])): exec(''.join(c['source']), g)
     cfg = resolve_config(g['preset'], **{k: g[k] for k in config_fields()})    # as the job's next cell resolves it
     t = cfg.train
-    assert (g['preset'], t.max_steps, t.batch_size, t.vt_warmup_steps, t.lr_warmup_steps, t.eval_every, cfg.model.num_examples,
-            cfg.model.llm, cfg.data.data_root) == ('phoenix14t', 35480, 8, 4000, 10000, 887, 1, 'google/flan-t5-xl', 'data/PHOENIX-2014-T')
+    assert (g['preset'], t.epochs, t.batch_size, t.vt_warmup_samples, t.lr_warmup_samples, t.eval_every_epochs, cfg.model.num_examples,
+            cfg.model.llm, cfg.data.data_root) == ('phoenix14t', 40, 8, 32000, 80000, 1, 1, 'google/flan-t5-xl', 'data/PHOENIX-2014-T')
+    steps = schedule_steps(t, 7096)[0]   # PHOENIX14T's 7,096 training videos on one GPU: the paper's steps (section 4.1, appendix A)
+    assert (steps.max_steps, steps.vt_warmup_steps, steps.lr_warmup_steps, steps.eval_every) == (35480, 4000, 10000, 887)
     out = subprocess.run([sys.executable, '-m', 'spamo.cli', 'train', '-f', 'configs/phoenix14t.yaml', '--dry-run'], cwd=tmp_path,
                          capture_output=True, text=True, check=True, env=os.environ | {'PYTHONPATH': str(REPO)}).stdout
     shown = json.loads(out)
