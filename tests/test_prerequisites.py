@@ -127,7 +127,7 @@ def _walk(node):
 
 
 def smoke_cells(cells) -> list[int]:
-    "Indices of the code cells with outputs that come from the smoke fixtures (a taint of names through assignments)."
+    "Indices of the code cells with outputs that come from the smoke fixtures (a taint of names through assignments and calls)."
     tainted, out = set(), []
     for i, c in enumerate(cells):
         if c['cell_type'] != 'code': continue
@@ -143,6 +143,8 @@ def smoke_cells(cells) -> list[int]:
                    (isinstance(n, ast.Constant) and n.value == 'tiny') for n in nodes):
                 smoke = True
                 tainted |= {n.id for n in ast.walk(stmt) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+                tainted |= {a.id for n in nodes if isinstance(n, ast.Call) for a in [*n.args, *(k.value for k in n.keywords)]
+                            if isinstance(a, ast.Name)}   # a path handed to a smoke job holds what it wrote (a run dir)
         if smoke and c.get('outputs'): out.append(i)
     return out
 
@@ -178,3 +180,6 @@ def test_tutorials_smoke_rule_tells_smoke_from_full_scale():
     assert len(unlabelled(nb)) == 2 and not unlabelled(nb[:3] + [warn] + nb[3:4] + [warn] + nb[4:])
     orphan = unlabelled(nb[:3] + [warn] + nb[3:5] + [warn, md('More.'), warn] + nb[5:])   # a callout with no smoke under it
     assert len(orphan) == 1 and 'labels no smoke output' in orphan[0], orphan
+    rd = [code('from spamo.testing import tiny_llm', out=False), code("rd = 'runs/x'", out=False),
+          code("train(tiny_llm(), rd)", out=False), code('evaluate(rd)')]   # a run dir a smoke job wrote into
+    assert smoke_cells(rd) == [3]
