@@ -207,6 +207,18 @@ def write_index(self:FeatureStore):
 class Busy(RuntimeError):
     "Another process holds the writer's lock of a folder (a run being trained)."
 
+_HELD = set()   # file descriptors of the folder locks this process holds
+
+def _drop_inherited_locks():
+    "In a forked child (a DataLoader worker, a pool process): point the parent's lock descriptors at /dev/null."
+    if not _HELD: return                                             # the lock is the parent's: it ends with the parent
+    null = os.open(os.devnull, os.O_RDONLY)
+    for fd in _HELD: os.dup2(null, fd)
+    os.close(null); _HELD.clear()
+
+if hasattr(os, 'register_at_fork'): os.register_at_fork(after_in_child=_drop_inherited_locks)
+
+# %% ../nbs/02_store.ipynb #6fb45428
 @contextmanager
 def folder_lock(path, # the folder (created if missing)
                 what:str='feature store', # what the folder is, for messages
@@ -224,8 +236,9 @@ def folder_lock(path, # the folder (created if missing)
             print(f'spamo: {who}; waiting for it to finish', file=sys.stderr, flush=True)
             fcntl.flock(f, fcntl.LOCK_EX)
         f.seek(0); f.truncate(); f.write(str(os.getpid())); f.flush()
+        _HELD.add(f.fileno())   # not inherited: a forked child that outlives a killed holder would keep the folder locked
         try: yield path
-        finally: fcntl.flock(f, fcntl.LOCK_UN)
+        finally: _HELD.discard(f.fileno()); fcntl.flock(f, fcntl.LOCK_UN)
 
 # %% ../nbs/02_store.ipynb #bb56b5d5
 def store_lock(path): # the store folder (created if missing)
