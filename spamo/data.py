@@ -9,13 +9,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
 from .registry import Registry
-from .video import FRAMES, IMAGE_EXTS, VideoError, frame_files, load_decord, read_video, squash   # re-exported: spamo.data is where users look
+from .video import FRAMES, IMAGE_EXTS, VideoError, frame_files, load_decord, read_video, squash, stream_video, VideoStream   # re-exported: spamo.data is where users look
 
 # %% auto #0
 __all__ = ['LANGUAGES', 'NATIVE_NAMES', 'PHOENIX_FIELDS', 'H2S_COLUMNS', 'PLAIN_GLOBALS', 'NUMPY_GLOBALS', 'DATASETS',
-           'language_code', 'Sample', 'read_sample', 'iter_samples', 'read_samples', 'norm_split', 'read_phoenix_csv',
-           'load_phoenix14t', 'read_how2sign_csv', 'load_how2sign', 'PlainUnpickler', 'load_plain_pickle',
-           'read_csl_labels', 'read_csl_split', 'load_csl_daily', 'read_text', 'load_manifest', 'load_dataset']
+           'language_code', 'Sample', 'read_sample', 'stream_sample', 'iter_samples', 'read_samples', 'norm_split',
+           'read_phoenix_csv', 'load_phoenix14t', 'read_how2sign_csv', 'load_how2sign', 'PlainUnpickler',
+           'load_plain_pickle', 'read_csl_labels', 'read_csl_split', 'load_csl_daily', 'read_text', 'load_manifest',
+           'load_dataset']
 
 # %% ../nbs/00_data.ipynb #a166198f
 LANGUAGES = {'de': 'German', 'en': 'English', 'zh': 'Chinese', 'fr': 'French', 'es': 'Spanish', 'it': 'Italian',
@@ -55,12 +56,18 @@ class Sample:
     extra: dict = field(default_factory=dict)  # anything else, e.g. {'fps': 25.0} for frame folders
 
 # %% ../nbs/00_data.ipynb #4d0384a2
+def _video_args(sample: Sample) -> dict: return dict(path=sample.video, start=sample.start, end=sample.end, fps=float(sample.extra.get('fps', 25.0)), sample_id=sample.id)
+
 def read_sample(sample: Sample, every:int=1,
                 size:int|tuple|str|None=None, # an int (a square), (H, W), 'short:N' (shorter side N, aspect kept), None (as stored)
                 frames:str='source', # 'source' or 'official' (the authors' 256x256 frames; then size=None)
                ) -> tuple[np.ndarray, float]:
     "Frames of `sample` in its time window; errors name `sample.id` and the path."
-    return read_video(sample.video, sample.start, sample.end, every, size, fps=float(sample.extra.get('fps', 25.0)), sample_id=sample.id, frames=frames)
+    return read_video(**_video_args(sample), every=every, size=size, frames=frames)
+
+def stream_sample(sample: Sample, every:int=1, size=None, frames:str='source') -> tuple[VideoStream, float]:
+    "`read_sample`'s frames as a `VideoStream`: decoded as they are read, a few chunks in memory whatever the video's length."
+    return stream_video(**_video_args(sample), every=every, size=size, frames=frames)
 
 # %% ../nbs/00_data.ipynb #3019a15c
 def iter_samples(samples, every:int=1, size=None,

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 import torch
-from .data import VideoError, read_sample, load_dataset
+from .data import VideoError, load_dataset, stream_sample
 from .video import FRAMES, IMAGE_EXTS, parse_size
 from .spatial import RECIPE, RECIPES, SpatialEncoder, check_recipe, default_spatial, frame_chunks
 from .store import DiskFull, FeatureStore, store_settings, store_lock, write_atomic, write_record
@@ -40,8 +40,8 @@ def decode_workers() -> int:
 
 # %% ../nbs/02a_features.ipynb #44de220e
 def _prefetch(samples, read, # `read(sample)` gives its frames
-              workers:int=2, depth:int|None=None): # decoding threads; decoded videos held at most (default workers + 1)
-    "Yield (sample, frames or exception) in order, `workers` daemon threads decoding ahead."
+              workers:int=2, depth:int|None=None): # threads opening videos; videos held at most (default workers + 1)
+    "Yield (sample, frames or exception) in order, `workers` daemon threads reading ahead (`VideoStream`s decode as they are read)."
     samples, depth = list(samples), depth or workers + 1
     got, cond, stop, slots, order = {}, threading.Condition(), threading.Event(), threading.Semaphore(depth), iter(range(len(samples)))
     def work():
@@ -186,7 +186,7 @@ def extract(samples:list, # `spamo.data.Sample`s (ids must be unique)
     me = _encoder(motion, MotionEncoder, recipe)
     dtype, store_dtype = precision(se.recipe, dtype, store_dtype); se.prepare(device, dtype); me.prepare(device, dtype)
     settings = store_settings(se, me, store_dtype, str(se.dtype).replace('torch.', ''), size, every, frames)
-    job = dict(se=se, me=me, batch_size=batch_size, on_error=on_error, read=lambda s: read_sample(s, every, size, frames)[0],
+    job = dict(se=se, me=me, batch_size=batch_size, on_error=on_error, read=lambda s: stream_sample(s, every, size, frames)[0],
                workers=workers or decode_workers(), progress=progress and state.is_local_main_process)
     if state.num_processes > 1: return _extract_ranks(samples, Path(path), settings, state, job)
     with store_lock(path):   # one extraction of a store at a time: a second one waits, then skips what this one wrote

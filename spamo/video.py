@@ -4,14 +4,15 @@
 
 # %% ../nbs/00_video.ipynb #5bed2faf
 from __future__ import annotations
-import glob, io, math, os, re
+import glob, io, math, os, queue, re, threading
 from pathlib import Path
 import numpy as np
+from fastcore.basics import patch
 from PIL import Image
 
 # %% auto #0
 __all__ = ['IMAGE_EXTS', 'OFFICIAL_SIDE', 'FRAMES', 'VideoError', 'natural_key', 'frame_files', 'squash', 'parse_size',
-           'load_decord', 'read_video']
+           'load_decord', 'read_video', 'VideoStream', 'stream_video']
 
 # %% ../nbs/00_video.ipynb #31378a2b
 class VideoError(Exception):
@@ -117,16 +118,18 @@ def _pil_frame(f, size) -> np.ndarray:
         im = im.convert('RGB'); hw = _hw(size, (im.height, im.width))
         return np.asarray(im.resize((hw[1], hw[0]), Image.BILINEAR) if hw else im)
 
-def _read_images(files, idx, size, where, frames:str='source') -> np.ndarray:
-    out = None
-    for k, i in enumerate(idx):
-        try: a = _official_frame(files[i]) if frames == 'official' else _pil_frame(files[i], size)
-        except (OSError, SyntaxError, ValueError) as e: raise VideoError(f"{where}: cannot read frame {files[i]} ({e})") from e
-        if out is None: out = np.empty((len(idx), *a.shape), np.uint8)
-        elif a.shape != out.shape[1:]:
-            raise VideoError(f"{where}: frame {files[i]} is {a.shape[1]}x{a.shape[0]}, the first {out.shape[2]}x{out.shape[1]}; pass size=")
-        out[k] = a
-    return out
+def _image_batches(files, idx, size, where, frames:str='source', chunk:int=32):
+    "uint8 batches of the image files at `idx`, `chunk` at a time; a frame of another size than the first raises VideoError."
+    first = None
+    for c in range(0, len(idx), chunk):
+        out = []
+        for i in idx[c:c + chunk]:
+            try: a = _official_frame(files[i]) if frames == 'official' else _pil_frame(files[i], size)
+            except (OSError, SyntaxError, ValueError) as e: raise VideoError(f"{where}: cannot read frame {files[i]} ({e})") from e
+            first = first or a.shape
+            if a.shape != first: raise VideoError(f"{where}: frame {files[i]} is {a.shape[1]}x{a.shape[0]}, the first {first[1]}x{first[0]}; pass size=")
+            out.append(a)
+        yield np.stack(out)
 
 # %% ../nbs/00_video.ipynb #de6ca2ce
 def _short(e: Exception) -> str: return (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
@@ -184,17 +187,18 @@ def _source_hw(path, where) -> tuple[int, int]:
     except Exception as e: raise VideoError(f"{where}: cannot decode ({_short(e)})") from e
 
 # %% ../nbs/00_video.ipynb #16a2b7c3
-def _ways(vr, path, hw):
-    "Readers of a chunk of frame indices, best first: decord's batch, decord frame by frame, PyAV."
+def _ways(vr, path, hw, forward:bool=False):
+    "Readers of a chunk of frame indices, best first: decord's batch, decord frame by frame, PyAV (first where `forward`)."
+    if forward: yield _av_reader(path, hw)
     if vr is not None:
         yield lambda ids: _rgb(vr.get_batch(ids).asnumpy(), hw)
         yield lambda ids: np.concatenate([_rgb(vr[i].asnumpy()[None], hw) for i in ids])
-    yield _av_reader(path, hw)
+    if not forward: yield _av_reader(path, hw)
 
 # %% ../nbs/00_video.ipynb #15717158
-def _batches(vr, path, idx, hw, chunk):
+def _batches(vr, path, idx, hw, chunk, forward:bool=False):
     "uint8 batches of frames `idx`, each read the first of `_ways` that works; a way that failed is not tried again."
-    ways = _ways(vr, path, hw)
+    ways = _ways(vr, path, hw, forward)
     read = next(ways)
     for c in range(0, len(idx), chunk):
         ids = list(idx[c:c + chunk])
@@ -206,8 +210,8 @@ def _batches(vr, path, idx, hw, chunk):
         yield b
 
 # %% ../nbs/00_video.ipynb #b3902255
-def _read_container(path, start, end, every, size, where, chunk=32, frames:str='source') -> tuple[np.ndarray, float]:
-    "Decode a video file `chunk` frames at a time: with decord, or PyAV where decord cannot open it; 'official' frames are squashed after."
+def _container_batches(path, start, end, every, size, where, chunk=32, frames:str='source', stream:bool=False) -> tuple:
+    "(frames, source fps, uint8 batches) of a video file: opened now, decoded `chunk` frames at a time as the batches are read (`stream`: see `VideoStream`)."
     decord = load_decord()
     hw = None if frames == 'official' else _hw(size, _source_hw(path, where) if _short_side(size) else None)
     try:
@@ -217,16 +221,48 @@ def _read_container(path, start, end, every, size, where, chunk=32, frames:str='
         try: vr, (n, fps) = None, _av_info(str(path))
         except Exception: raise VideoError(f"{where}: cannot decode ({_short(e)})") from e
     if n == 0 or not fps > 0: raise VideoError(f"{where}: holds no video frames")
-    idx, out = _indices(n, fps, start, end, every, where), np.empty((0,), np.uint8)
-    try:
-        for k, b in enumerate(_batches(vr, str(path), idx, hw, chunk)):
-            if frames == 'official': b = squash(b)
-            if k == 0: out = np.empty((len(idx), *b.shape[1:]), np.uint8)
-            out[k * chunk:k * chunk + len(b)] = b
-    except Exception as e: raise VideoError(f"{where}: decoding failed ({_short(e)})") from e
-    return out, fps
+    idx = _indices(n, fps, start, end, every, where)
+    def batches():
+        try:
+            for b in _batches(vr, str(path), idx, hw, chunk, forward=stream and idx[0] < chunk): yield squash(b) if frames == 'official' else b
+        except Exception as e: raise VideoError(f"{where}: decoding failed ({_short(e)})") from e
+    return len(idx), fps, batches()
+
+# %% ../nbs/00_video.ipynb #87f054d8
+def _collect(batches, n:int, where:str) -> np.ndarray:
+    "The batches in one preallocated (n, H, W, 3) array: a long video never needs two copies of its frames."
+    out, k = np.empty((0,), np.uint8), 0
+    for b in batches:
+        if k == 0: out = np.empty((n, *b.shape[1:]), np.uint8)
+        if k + len(b) > n: raise VideoError(f"{where}: decoding gave more than the {n} frames announced")
+        out[k:k + len(b)] = b; k += len(b)
+    if k < n: raise VideoError(f"{where}: decoding ended after {k} of {n} frames")
+    return out
+
+def _read_container(path, start, end, every, size, where, chunk=32, frames:str='source') -> tuple[np.ndarray, float]:
+    "Decode a video file `chunk` frames at a time: with decord, or PyAV where decord cannot open it; 'official' frames are squashed after."
+    n, fps, batches = _container_batches(path, start, end, every, size, where, chunk, frames)
+    return _collect(batches, n, where), fps
 
 # %% ../nbs/00_video.ipynb #a784a709
+def _open(path, start, end, every, size, fps, sample_id, frames, chunk=32, stream:bool=False) -> tuple:
+    "(frames, fps of the frames given, uint8 batches) of a video file or image files, its arguments checked as `read_video` documents them."
+    if every < 1: raise ValueError(f'every must be >= 1, got {every}')
+    if start is not None and end is not None and end <= start: raise ValueError(f'empty window: start={start} >= end={end}')
+    if frames not in FRAMES: raise ValueError(f"frames must be one of {', '.join(map(repr, FRAMES))}, got {frames!r}")
+    if frames == 'official' and size is not None: raise ValueError(f"frames='official' are {OFFICIAL_SIDE}x{OFFICIAL_SIDE}, as the authors' preprocessing made them: leave size=None (got {size!r})")
+    p, where, _ = str(path), _where(path, sample_id), _hw(size, (1, 1))   # checks the form of `size`
+    if os.path.isfile(p) and not p.lower().endswith(IMAGE_EXTS):
+        if os.path.getsize(p) == 0: raise VideoError(f"{where}: empty file (0 bytes)")
+        n, src, batches = _container_batches(p, start, end, every, size, where, chunk, frames, stream)
+        return n, src / every, batches
+    if os.path.isfile(p): files = [Path(p)]
+    elif os.path.isdir(p) or _is_glob(p): files = frame_files(p, sample_id)
+    else: raise FileNotFoundError(f"video not found for {where}")
+    idx = _indices(len(files), fps, start, end, every, where)
+    return len(idx), fps / every, _image_batches(files, idx, size, where, frames, chunk)
+
+# %% ../nbs/00_video.ipynb #17b72458
 def read_video(path, # video file, frame folder, or glob of images
                start:float|None=None, # window start in seconds
                end:float|None=None, # window end in seconds (exclusive)
@@ -237,16 +273,77 @@ def read_video(path, # video file, frame folder, or glob of images
                frames:str='source', # 'source': as stored, resized to `size`; 'official': the authors' 256x256 frames (`squash`)
               ) -> tuple[np.ndarray, float]:
     "Frames as uint8 (T,H,W,3) and the fps of the returned frames (source fps / every)."
-    if every < 1: raise ValueError(f'every must be >= 1, got {every}')
-    if start is not None and end is not None and end <= start: raise ValueError(f'empty window: start={start} >= end={end}')
-    if frames not in FRAMES: raise ValueError(f"frames must be one of {', '.join(map(repr, FRAMES))}, got {frames!r}")
-    if frames == 'official' and size is not None: raise ValueError(f"frames='official' are {OFFICIAL_SIDE}x{OFFICIAL_SIDE}, as the authors' preprocessing made them: leave size=None (got {size!r})")
-    p, where, _ = str(path), _where(path, sample_id), _hw(size, (1, 1))   # checks the form of `size`
-    if os.path.isfile(p) and not p.lower().endswith(IMAGE_EXTS):
-        if os.path.getsize(p) == 0: raise VideoError(f"{where}: empty file (0 bytes)")
-        out, src = _read_container(p, start, end, every, size, where, frames=frames)
-        return out, src / every
-    if os.path.isfile(p): files = [Path(p)]
-    elif os.path.isdir(p) or _is_glob(p): files = frame_files(p, sample_id)
-    else: raise FileNotFoundError(f"video not found for {where}")
-    return _read_images(files, _indices(len(files), fps, start, end, every, where), size, where, frames), fps / every
+    n, fps, batches = _open(path, start, end, every, size, fps, sample_id, frames)
+    return _collect(batches, n, _where(path, sample_id)), fps
+
+# %% ../nbs/00_video.ipynb #3e82f918
+def _decode(batches, q:queue.Queue, stop:threading.Event):
+    "Put `batches` then None (or the exception that ended them) on `q`, until `stop` is set."
+    def put(item) -> bool:
+        while not stop.is_set():
+            try: q.put(item, timeout=0.1); return True
+            except queue.Full: pass
+        return False
+    try:
+        for b in batches:
+            if not put(b): return
+        put(None)
+    except BaseException as e: put(e)
+    finally: batches.close()
+
+# %% ../nbs/00_video.ipynb #300a57b3
+class VideoStream:
+    "Frames of one video decoded by a thread, `ahead` chunks at most held: read in order by slices `v[i:j]`; `len`, `ndim`, `shape` as an array's."
+    ndim = 4
+    def __init__(self, batches, # a generator of uint8 (t, H, W, 3) batches
+                 n:int, where:str, # the frames it will give; the video, as errors name it
+                 ahead:int=2): # chunks decoded ahead of the reader
+        self.n, self.where, self.hw, self.lo, self.got = n, where, None, 0, 0   # lo: frames read; got: frames decoded
+        self.carry = np.empty((0, 0, 0, 3), np.uint8)                          # decoded, not read: frames lo..got-1
+        self.q, self.stop = queue.Queue(maxsize=max(1, ahead)), threading.Event()
+        threading.Thread(target=_decode, args=(batches, self.q, self.stop), daemon=True, name='spamo-video').start()
+    def __len__(self) -> int: return self.n
+    @property
+    def shape(self) -> tuple:
+        if self.hw is None: self.carry = self._next()          # the first chunk says the frame size
+        return (self.n, *self.hw)
+    def _next(self) -> np.ndarray:
+        b = self.q.get()
+        if isinstance(b, BaseException): self.close(); raise b
+        if b is None or self.got + len(b) > self.n:
+            self.close(); raise VideoError(f"{self.where}: decoding gave {'more' if b is not None else f'{self.got}'} frames, not the {self.n} announced")
+        self.hw, self.got = self.hw or tuple(b.shape[1:]), self.got + len(b)
+        return b
+    def close(self): self.stop.set()
+    def __del__(self): self.stop.set()
+    def __repr__(self) -> str: return f'VideoStream({self.where}, {self.n} frames, {self.lo} read)'
+
+# %% ../nbs/00_video.ipynb #4d28ccd7
+@patch
+def _take(self:VideoStream, k:int) -> np.ndarray:
+    "The next `k` frames: a view of one decoded chunk, or one new array the chunks are copied into."
+    hw = self.shape[1:]
+    if k <= len(self.carry): out, self.carry = self.carry[:k], self.carry[k:]
+    else:
+        out, m = np.empty((k, *hw), np.uint8), len(self.carry); out[:m] = self.carry
+        while m < k: b = self._next(); t = min(k - m, len(b)); out[m:m + t] = b[:t]; self.carry, m = b[t:], m + t
+    self.lo += k
+    return out
+
+@patch
+def __getitem__(self:VideoStream, sl) -> np.ndarray:
+    "Frames `sl.start` to `sl.stop - 1`, none before the last slice's end."
+    if not isinstance(sl, slice) or sl.step not in (None, 1): raise TypeError(f'a VideoStream is read by slices v[i:j], in order; got {sl!r}')
+    i, j, _ = sl.indices(self.n)
+    if i < self.lo: raise ValueError(f'{self.where}: frames from {i} on were read already; a VideoStream is read once, in order (read_video gives the whole array)')
+    if i > self.lo: self._take(i - self.lo)                 # frames skipped
+    return self._take(max(0, j - i))
+
+# %% ../nbs/00_video.ipynb #2a3688bd
+def stream_video(path, start:float|None=None, end:float|None=None, every:int=1, size=None, fps:float=25.0,
+                 sample_id:str|None=None, frames:str='source', # as `read_video` takes them
+                 chunk:int=32, ahead:int=2, # frames per decoded chunk; chunks decoded ahead of the reader
+                ) -> tuple[VideoStream, float]:
+    "`read_video`'s frames as a `VideoStream` (decoded as they are read, a few chunks in memory) and their fps; opening errors raise here."
+    n, fps, batches = _open(path, start, end, every, size, fps, sample_id, frames, chunk, stream=True)
+    return VideoStream(batches, n, _where(path, sample_id), ahead), fps
