@@ -65,9 +65,10 @@ def read_sample(sample: Sample, every:int=1,
     "Frames of `sample` in its time window; errors name `sample.id` and the path."
     return read_video(**_video_args(sample), every=every, size=size, frames=frames)
 
-def stream_sample(sample: Sample, every:int=1, size=None, frames:str='source') -> tuple[VideoStream, float]:
+def stream_sample(sample: Sample, every:int=1, size=None, frames:str='source',
+                  pool=None) -> tuple[VideoStream, float]: # a `DecodePool` the stream may decode ahead into
     "`read_sample`'s frames as a `VideoStream`: decoded as they are read, a few chunks in memory whatever the video's length."
-    return stream_video(**_video_args(sample), every=every, size=size, frames=frames)
+    return stream_video(**_video_args(sample), every=every, size=size, frames=frames, pool=pool)
 
 # %% ../nbs/00_data.ipynb #3019a15c
 def iter_samples(samples, every:int=1, size=None,

@@ -10,7 +10,7 @@ from contextlib import ExitStack
 from pathlib import Path
 import torch
 from .data import VideoError, load_dataset, stream_sample
-from .video import FRAMES, IMAGE_EXTS, parse_size
+from .video import FRAMES, IMAGE_EXTS, DecodePool, parse_size
 from .spatial import RECIPE, RECIPES, SpatialEncoder, check_recipe, default_spatial, frame_chunks
 from .store import DiskFull, FeatureStore, store_settings, store_lock, write_atomic, write_record
 from .motion import ClipStream, MotionEncoder
@@ -18,8 +18,9 @@ from .progress import progress_bar
 
 
 # %% auto #0
-__all__ = ['EXTRACTION', 'RECIPE_PRECISION', 'SHARED_WAIT', 'precision', 'decode_workers', 'Uploader', 'encode_video',
-           'frame_count', 'balance', 'wait_files', 'end_process_group', 'extract', 'extract_parser', 'extract_cli']
+__all__ = ['EXTRACTION', 'RECIPE_PRECISION', 'SHARED_WAIT', 'precision', 'decode_workers', 'decode_ahead', 'Uploader',
+           'encode_video', 'frame_count', 'balance', 'wait_files', 'end_process_group', 'extract', 'extract_parser',
+           'extract_cli']
 
 # %% ../nbs/02a_features.ipynb #be8f65e4
 EXTRACTION = dict(recipe=RECIPE, pretrained='openai', scales='1,2', motion='MCG-NJU/videomae-large', stride=8, pooling='first',
@@ -37,6 +38,10 @@ def decode_workers() -> int:
     "Decode threads per process: the cores this process may use over the processes of its machine (`LOCAL_WORLD_SIZE`), 2 to 8."
     cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
     return max(2, min(8, cores // max(1, int(os.environ.get('LOCAL_WORLD_SIZE', '1')))))
+
+def decode_ahead() -> int:
+    "Bytes of frames a process may decode ahead of its encoders beyond each open video's two chunks: `SPAMO_DECODE_AHEAD_MB` (default 2048)."
+    return int(float(os.environ.get('SPAMO_DECODE_AHEAD_MB', '2048')) * 2**20)
 
 # %% ../nbs/02a_features.ipynb #44de220e
 def _prefetch(samples, read, # `read(sample)` gives its frames
@@ -186,7 +191,7 @@ def extract(samples:list, # `spamo.data.Sample`s (ids must be unique)
     me = _encoder(motion, MotionEncoder, recipe)
     dtype, store_dtype = precision(se.recipe, dtype, store_dtype); se.prepare(device, dtype); me.prepare(device, dtype)
     settings = store_settings(se, me, store_dtype, str(se.dtype).replace('torch.', ''), size, every, frames)
-    job = dict(se=se, me=me, batch_size=batch_size, on_error=on_error, read=lambda s: stream_sample(s, every, size, frames)[0],
+    job = dict(se=se, me=me, batch_size=batch_size, on_error=on_error, read=lambda s, pool: stream_sample(s, every, size, frames, pool)[0],
                workers=workers or decode_workers(), progress=progress and state.is_local_main_process)
     if state.num_processes > 1: return _extract_ranks(samples, Path(path), settings, state, job)
     with store_lock(path):   # one extraction of a store at a time: a second one waits, then skips what this one wrote
@@ -206,7 +211,8 @@ def _extract_share(samples, store, se, me, batch_size, on_error, read, workers, 
     done = {s.id for s in samples if store.is_done(s.id)}
     todo = [s for s in samples if s.id not in done]
     rep = dict(extracted=[], skipped=[s.id for s in samples if s.id in done], failed=[], frames=0, waiting_s=0.0, records={})
-    bar, t0, up, items = progress_bar(total=len(todo), unit='video', disable=not progress, desc='extract'), time.time(), Uploader(se.device), _prefetch(todo, read, workers)
+    pool = DecodePool(decode_ahead())   # what the open videos may decode ahead, beyond their own two chunks
+    bar, t0, up, items = progress_bar(total=len(todo), unit='video', disable=not progress, desc='extract'), time.time(), Uploader(se.device), _prefetch(todo, lambda s: read(s, pool), workers)
     while True:
         t = time.time(); s, x = next(items, (None, None)); rep['waiting_s'] += time.time() - t
         if s is None: break

@@ -12,7 +12,7 @@ from PIL import Image
 
 # %% auto #0
 __all__ = ['IMAGE_EXTS', 'OFFICIAL_SIDE', 'FRAMES', 'VideoError', 'natural_key', 'frame_files', 'squash', 'parse_size',
-           'load_decord', 'read_video', 'VideoStream', 'stream_video']
+           'load_decord', 'read_video', 'DecodePool', 'VideoStream', 'stream_video']
 
 # %% ../nbs/00_video.ipynb #31378a2b
 class VideoError(Exception):
@@ -277,46 +277,75 @@ def read_video(path, # video file, frame folder, or glob of images
     return _collect(batches, n, _where(path, sample_id)), fps
 
 # %% ../nbs/00_video.ipynb #3e82f918
-def _decode(batches, q:queue.Queue, stop:threading.Event):
-    "Put `batches` then None (or the exception that ended them) on `q`, until `stop` is set."
-    def put(item) -> bool:
-        while not stop.is_set():
-            try: q.put(item, timeout=0.1); return True
-            except queue.Full: pass
+class DecodePool:
+    "Bytes of decoded frames the streams of one process may hold beyond their own `ahead` chunks (taken without waiting)."
+    def __init__(self, nbytes:int): self.free, self.lock = int(nbytes), threading.Lock()
+    def take(self, n:int) -> bool:
+        with self.lock:
+            ok = self.free >= n; self.free -= n if ok else 0
+            return ok
+    def give(self, n:int):
+        with self.lock: self.free += n
+
+# %% ../nbs/00_video.ipynb #2b8a558d
+class _Feed:
+    "What a stream's decoding thread shares with its reader: the queue, the stream's own slots, the pool, the stop."
+    def __init__(self, ahead:int, pool:DecodePool|None):
+        self.q, self.own, self.pool, self.stop, self.lock = queue.Queue(), threading.Semaphore(max(1, ahead)), pool, threading.Event(), threading.Lock()
+    def run(self, batches):
+        "The thread: each batch waits for a slot, one of the stream's own or bytes of the pool, then goes on the queue."
+        try:
+            for b in batches:
+                while not (own := self.own.acquire(timeout=0.05)) and not (self.pool is not None and self.pool.take(b.nbytes)):
+                    if self.stop.is_set(): return
+                if not self.put((b, not own)): return
+            self.put((None, False))
+        except BaseException as e: self.put((e, False))
+        finally: batches.close()
+    def put(self, item) -> bool:
+        with self.lock:
+            if not self.stop.is_set(): self.q.put(item); return True
+        if isinstance(item[0], np.ndarray) and item[1]: self.pool.give(item[0].nbytes)
         return False
-    try:
-        for b in batches:
-            if not put(b): return
-        put(None)
-    except BaseException as e: put(e)
-    finally: batches.close()
+    def close(self):
+        "Stop decoding; what the stream holds of the pool goes back."
+        with self.lock: self.stop.set(); held = list(self.q.queue); self.q.queue.clear()
+        for b, pooled in held:
+            if pooled: self.pool.give(b.nbytes)
 
 # %% ../nbs/00_video.ipynb #300a57b3
 class VideoStream:
-    "Frames of one video decoded by a thread, `ahead` chunks at most held: read in order by slices `v[i:j]`; `len`, `ndim`, `shape` as an array's."
+    "Frames of one video decoded by a thread as they are read, in order, by slices `v[i:j]`; `len`, `ndim`, `shape` as an array's."
     ndim = 4
     def __init__(self, batches, # a generator of uint8 (t, H, W, 3) batches
                  n:int, where:str, # the frames it will give; the video, as errors name it
-                 ahead:int=2): # chunks decoded ahead of the reader
-        self.n, self.where, self.hw, self.lo, self.got = n, where, None, 0, 0   # lo: frames read; got: frames decoded
+                 ahead:int=2, # chunks it may always hold decoded ahead of the reader
+                 pool:DecodePool|None=None): # bytes it may hold beyond them, shared with other streams
+        self.n, self.where, self.hw, self.lo, self.got, self.feed = n, where, None, 0, 0, _Feed(ahead, pool)   # lo: frames read; got: decoded
         self.carry = np.empty((0, 0, 0, 3), np.uint8)                          # decoded, not read: frames lo..got-1
-        self.q, self.stop = queue.Queue(maxsize=max(1, ahead)), threading.Event()
-        threading.Thread(target=_decode, args=(batches, self.q, self.stop), daemon=True, name='spamo-video').start()
+        threading.Thread(target=self.feed.run, args=(batches,), daemon=True, name='spamo-video').start()
     def __len__(self) -> int: return self.n
     @property
     def shape(self) -> tuple:
         if self.hw is None: self.carry = self._next()          # the first chunk says the frame size
         return (self.n, *self.hw)
-    def _next(self) -> np.ndarray:
-        b = self.q.get()
-        if isinstance(b, BaseException): self.close(); raise b
-        if b is None or self.got + len(b) > self.n:
-            self.close(); raise VideoError(f"{self.where}: decoding gave {'more' if b is not None else f'{self.got}'} frames, not the {self.n} announced")
-        self.hw, self.got = self.hw or tuple(b.shape[1:]), self.got + len(b)
-        return b
-    def close(self): self.stop.set()
-    def __del__(self): self.stop.set()
+    def close(self): self.feed.close()
+    def __del__(self): self.feed.close()
     def __repr__(self) -> str: return f'VideoStream({self.where}, {self.n} frames, {self.lo} read)'
+
+# %% ../nbs/00_video.ipynb #ff868754
+@patch
+def _next(self:VideoStream) -> np.ndarray:
+    "The next decoded batch; its slot is free again (the reader holds it now)."
+    f = self.feed
+    if f.stop.is_set(): raise ValueError(f'{self.where}: the stream was closed')
+    b, pooled = f.q.get()
+    if isinstance(b, np.ndarray): f.pool.give(b.nbytes) if pooled else f.own.release()
+    if isinstance(b, BaseException): self.close(); raise b
+    if b is None or self.got + len(b) > self.n:
+        self.close(); raise VideoError(f"{self.where}: decoding gave {'more' if b is not None else f'{self.got}'} frames, not the {self.n} announced")
+    self.hw, self.got = self.hw or tuple(b.shape[1:]), self.got + len(b)
+    return b
 
 # %% ../nbs/00_video.ipynb #4d28ccd7
 @patch
@@ -342,8 +371,9 @@ def __getitem__(self:VideoStream, sl) -> np.ndarray:
 # %% ../nbs/00_video.ipynb #2a3688bd
 def stream_video(path, start:float|None=None, end:float|None=None, every:int=1, size=None, fps:float=25.0,
                  sample_id:str|None=None, frames:str='source', # as `read_video` takes them
-                 chunk:int=32, ahead:int=2, # frames per decoded chunk; chunks decoded ahead of the reader
+                 chunk:int=32, ahead:int=2, # frames per decoded chunk; chunks it may always decode ahead of the reader
+                 pool:DecodePool|None=None, # bytes it may decode ahead beyond them, shared with other streams
                 ) -> tuple[VideoStream, float]:
     "`read_video`'s frames as a `VideoStream` (decoded as they are read, a few chunks in memory) and their fps; opening errors raise here."
     n, fps, batches = _open(path, start, end, every, size, fps, sample_id, frames, chunk, stream=True)
-    return VideoStream(batches, n, _where(path, sample_id), ahead), fps
+    return VideoStream(batches, n, _where(path, sample_id), ahead, pool), fps
