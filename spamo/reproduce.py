@@ -184,7 +184,8 @@ def finished(spec: TableSpec, run: Path) -> bool:
 def read_metrics(spec: TableSpec, row: Row, run: Path) -> dict:
     "The row's numbers: BLEU etc. from the evaluation, KDE entropy and agreement from the analysis."
     m = json.loads((run / 'eval-test' / 'metrics.json').read_text())
-    out = {k: m.get(k) for k in spec.metrics if k not in ANALYSIS_METRICS} | dict(protocol=m.get('protocol'), signature=m.get('signature'))
+    how = (m.get('eval_protocol') or {}).get('name')   # how it translated: 'standard', or the authors' 'official' (labelled in every CSV)
+    out = {k: m.get(k) for k in spec.metrics if k not in ANALYSIS_METRICS} | dict(protocol=m.get('protocol'), signature=m.get('signature'), eval_protocol=how)
     if spec.bleurt and out.get('bleurt') is None:
         out['bleurt'], why = _bleurt(run)
         if why: out['notes'] = '; '.join(filter(None, [row.notes, f'BLEURT not scored: {why}']))

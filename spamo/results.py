@@ -20,7 +20,7 @@ def write_results(spec: 'TableSpec', results: list, out: Path, tag: str, say=pri
     floor = [m for m in spec.metrics if m not in ANALYSIS_METRICS] if blind else []
     for r in results if blind else []: r |= {f'{m}_blind': blind.get(m) for m in floor} | dict(blind_status=blind['status'], blind_run_dir=blind['run_dir'])
     cols = ['table', 'row', 'status', *[c for m in spec.metrics for c in (m, f'{m}_paper') + ((f'{m}_blind',) if m in floor else ())],
-            *optional_columns(results, spec.metrics), 'protocol', 'signature', 'seconds', 'miniature', 'run_dir', *(['blind_status', 'blind_run_dir'] if blind else []), 'error', 'notes']
+            *optional_columns(results, spec.metrics), 'protocol', 'signature', 'eval_protocol', 'seconds', 'miniature', 'run_dir', *(['blind_status', 'blind_run_dir'] if blind else []), 'error', 'notes']
     df = pd.DataFrame(results).reindex(columns=cols)
     out.mkdir(parents=True, exist_ok=True); df.to_csv(out / f'{tag}.csv', index=False)
     plot_results(df, spec, out / f'{tag}.png')

@@ -94,8 +94,8 @@ def test_smoke_miniature_skips_finished_rows_and_reports_failures(tmp_path, monk
     df = pd.read_csv(csv)
     assert list(df.row) == ['ME'] and list(df.status) == ['done'] and 'bleu4_blind' not in df
     assert 0 <= df.bleu4[0] <= 100 and df.bleu4_paper[0] == 8.36
-    for c in ['bleu1', 'bleu1_paper', 'bleu4', 'bleu4_paper', 'rouge_l', 'rouge_l_paper', 'protocol', 'signature', 'run_dir']: assert c in df, c
-    assert df.protocol[0] == 'slt' and df.signature[0].startswith('nrefs:1|case:mixed')
+    for c in ['bleu1', 'bleu1_paper', 'bleu4', 'bleu4_paper', 'rouge_l', 'rouge_l_paper', 'protocol', 'signature', 'eval_protocol', 'run_dir']: assert c in df, c
+    assert df.protocol[0] == 'slt' and df.signature[0].startswith('nrefs:1|case:mixed') and df.eval_protocol[0] == 'standard'
     run, first, took = tmp_path / 'results' / df.run_dir[0], df.bleu4[0], df.seconds[0]   # run folders are named relative to --out
     for nb in ('train.ipynb', 'evaluate.ipynb'): assert (run / nb).exists(), nb   # the executed copies stay with the run
     assert reproduce_cli(args) == 1                                   # every row and the blind baseline; a failed row: exit status 1
