@@ -5,7 +5,8 @@
 # %% ../nbs/11_reproduce.ipynb #r11a0003
 from __future__ import annotations
 import argparse, csv, json, os, shlex, signal, statistics, subprocess, sys, time
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 import yaml
 from .presets import at_steps, preset_diff
@@ -14,9 +15,9 @@ from .metrics import EvalSettings, bootstrap_intervals
 from .tables import MINIATURE, SMOKE, Row, TableSpec, load_table, repo_dir, row_settings, settings_key, table_names
 
 # %% auto #0
-__all__ = ['Job', 'extract_jobs', 'mini_llm', 'random_llm', 'Plan', 'eval_jobs', 'plan_row', 'resolve', 'finished',
-           'read_metrics', 'combine_seeds', 'pooled', 'add_statistics', 'run_plan', 'job_done', 'reproduce',
-           'print_plans', 'run_row', 'select_rows', 'reproduce_cli']
+__all__ = ['Job', 'extract_jobs', 'pinned_env', 'pinned_threads', 'mini_llm', 'random_llm', 'Plan', 'eval_jobs', 'plan_row',
+           'resolve', 'finished', 'read_metrics', 'combine_seeds', 'pooled', 'add_statistics', 'run_plan', 'job_done',
+           'reproduce', 'print_plans', 'run_row', 'select_rows', 'reproduce_cli']
 
 # %% ../nbs/11_reproduce.ipynb #20bcc61d
 def _wait(proc: subprocess.Popen, grace: float = 15) -> int:
@@ -37,13 +38,14 @@ class Job:
     params: dict
     cwd: Path
     launch: list | None = None   # an `accelerate launch ...` command line used instead (several processes)
+    env: dict = field(default_factory=dict)   # variables set for the job (`pinned_env`), shown before its command
 
     def argv(self) -> list[str]:
         if self.launch: return self.launch
         ps = [x for k, v in self.params.items() for x in ('-p' if isinstance(v, (bool, int, float)) else '-r', k, str(v))]
         return ['papermill', str(repo_dir() / 'nbs' / self.nb), str(self.out), *ps, '--cwd', str(self.cwd), '--no-progress-bar']
 
-    def command(self) -> str: return shlex.join(self.argv())
+    def command(self) -> str: return shlex.join([f'{k}={v}' for k, v in self.env.items()] + self.argv())
 
     def run(self, log) -> None:
         "Run the job (the environment, PYTHONPATH included, is passed on; progress as plain lines for its log); a failure raises with the log's tail."
@@ -52,7 +54,7 @@ class Job:
         if argv[0] == 'papermill': argv = [sys.executable, '-m', 'papermill', *argv[1:]]
         with open(log, 'a') as f:
             f.write(f'$ {self.command()}\n'); f.flush()
-            rc = _wait(subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, env={'SPAMO_PROGRESS': 'lines', **os.environ}, cwd=self.cwd))   # logs: lines, not redrawn bars
+            rc = _wait(subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, env={'SPAMO_PROGRESS': 'lines', **os.environ, **self.env}, cwd=self.cwd))   # logs: lines
         if rc: raise RuntimeError(f'{self.nb} failed (exit {rc}); see {self.out} and {log}:\n' + ''.join(open(log).readlines()[-8:]))
 
 # %% ../nbs/11_reproduce.ipynb #r11a0016
@@ -70,18 +72,32 @@ def extract_jobs(feats: dict, dataset: str, root, store: Path, where: Path, proc
     return out
 
 # %% ../nbs/11_reproduce.ipynb #r11a0019
-def mini_llm(sentences: list, llm: dict, out: Path, seed: int = 0) -> str:
-    "A tiny T5 of width `d_model` pretrained for `pretrain_steps` denoising steps (0: random weights), saved once."
+def pinned_env(threads: int | None) -> dict:
+    "The environment that pins a job to `threads` CPU threads (the miniature's `threads`; none when None)."
+    return {'OMP_NUM_THREADS': str(threads)} if threads else {}
+
+@contextmanager
+def pinned_threads(threads: int | None):
+    "Torch's CPU threads at `threads` for work done in this process (the miniature's shared tiny LLM), restored after."
+    import torch
+    was = torch.get_num_threads()
+    if threads: torch.set_num_threads(threads)
+    try: yield
+    finally: torch.set_num_threads(was)
+
+def mini_llm(sentences: list, llm: dict, out: Path, seed: int = 0, threads: int | None = None) -> str:
+    "A tiny T5 of width `d_model` pretrained for `pretrain_steps` denoising steps (0: random weights) on `threads` CPU threads, saved once."
     from spamo.tiny import prepare_tiny_llm, train_tokenizer, tiny_t5
     from spamo.prompt import build_prompt
     from spamo.data import LANGUAGES
-    path = out / f"llm-{settings_key(llm, seed, len(sentences))}"
+    path = out / f"llm-{settings_key(llm, seed, len(sentences), *[threads] * bool(threads))}"
     if (path / 'config.json').exists(): return str(path)
     d = llm['d_model']
-    if llm['pretrain_steps']: prepare_tiny_llm(sentences, path, steps=llm['pretrain_steps'], d_model=d, seed=seed)
-    else:
-        tok = train_tokenizer(list(sentences) + [build_prompt(l) for l in LANGUAGES])
-        tiny_t5(tok, d_model=d, seed=seed).save_pretrained(path); tok.save_pretrained(path)
+    with pinned_threads(threads):
+        if llm['pretrain_steps']: prepare_tiny_llm(sentences, path, steps=llm['pretrain_steps'], d_model=d, seed=seed)
+        else:
+            tok = train_tokenizer(list(sentences) + [build_prompt(l) for l in LANGUAGES])
+            tiny_t5(tok, d_model=d, seed=seed).save_pretrained(path); tok.save_pretrained(path)
     return str(path)
 
 # %% ../nbs/11_reproduce.ipynb #0d8a5012
@@ -133,7 +149,7 @@ def plan_row(spec: TableSpec, row: Row, out: Path, sizes: dict | None = None, pr
         data = shared / f"synthsign-{settings_key({k: sizes[k] for k in ('n_train', 'n_dev', 'n_test', 'size', 'seed')})}"
         root, store = data / 'synthsign', data / 'features'
         prep['data'] = (str(data), lambda: _mini_data(data, sizes))
-        prep['llm'] = (f"llm {s['llm']} on {data.name}", lambda: mini_llm(_sentences(root), s['llm'], shared, sizes['seed']))
+        prep['llm'] = (f"llm {s['llm']} on {data.name}", lambda: mini_llm(_sentences(root), s['llm'], shared, sizes['seed'], sizes.get('threads')))
         t = dict(preset='miniature') | at_steps('miniature', sizes['max_steps'], sizes['evals']) | t | dict(data_root=str(root), features=str(store), seed=sizes['seed'])
         t['llm'] = '<shared tiny T5 ' + ' '.join(f'{k}={v}' for k, v in s['llm'].items()) + '>'  # its folder, once built
         dataset = 'phoenix14t'
@@ -152,6 +168,7 @@ def plan_row(spec: TableSpec, row: Row, out: Path, sizes: dict | None = None, pr
     run = next(iter(sorted((out / 'runs').glob(f'*-{key}'))), out / 'runs' / f"{_slug(row.name)}-{key}")
     t |= dict(run_dir=str(run))
     jobs += [_train_job(t, run, procs), *eval_jobs(spec, row, run, t.get('num_beams', 5))]
+    for j in jobs: j.env = pinned_env(sizes and sizes.get('threads'))   # the miniature's numbers hold at one thread count
     return Plan(row, run, jobs, prep, seed)
 
 # %% ../nbs/11_reproduce.ipynb #55f1e4dc
@@ -266,17 +283,18 @@ def _prepare(plans: list, log) -> tuple[dict, dict]:
 # %% ../nbs/11_reproduce.ipynb #r11a0031
 def run_plan(spec: TableSpec, p: Plan, log) -> dict:
     "Run the row's jobs unless it is finished; returns its result row."
-    record = p.run / 'reproduce.json'   # how long the row took when it ran
+    record = p.run / 'reproduce.json'   # how long the run's jobs took, all tables' together (Table 5 adds its analysis to the training)
+    before = json.loads(record.read_text()).get('seconds') if record.exists() else None
     if finished(spec, p.run):
         log(f'{p.row.name}: finished, skipped')
-        return dict(status='skipped', seconds=json.loads(record.read_text()).get('seconds') if record.exists() else None)
+        return dict(status='skipped', seconds=before)
     t0 = time.time()
     for j in p.jobs:
         if job_done(j): log(f'{p.row.name}: {j.nb} done before, skipped'); continue
         if j.nb == '06_train.ipynb': j.params['resume'] = (p.run / 'checkpoints' / 'last').exists()
         log(f'{p.row.name}: {j.nb}'); j.run(p.run.parent / f'{p.run.name}.log')
         if j.nb == '02a_features.ipynb': (Path(j.params['out']) / f"done-{j.params['split']}").touch()
-    took = dict(seconds=round(time.time() - t0, 1))
+    took = dict(seconds=round((before or 0) + time.time() - t0, 1))
     record.write_text(json.dumps(took))
     return dict(status='done') | took
 

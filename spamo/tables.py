@@ -113,7 +113,8 @@ def table_names() -> list[str]: return sorted(p.stem for p in tables_dir().glob(
 # %% ../nbs/10b_tables.ipynb #r11a0010
 MINIATURE = dict(n_train=160, n_dev=20, n_test=40, size=64, seed=0,  # SynthSign videos per split, frame size
                  pretrain_steps=200, max_steps=200, d_model=128,       # tiny T5 denoising steps, SA + LoRA updates, T5 width
-                 evals=2, train={})                                   # dev evaluations per run; RunConfig overrides on top of demo_config
+                 evals=2, train={},                                   # dev evaluations per run; RunConfig overrides on top of demo_config
+                 threads=1)   # CPU threads per job: a run's floats, so its BLEU, change with the thread count (spamo.reproduce.pinned_env)
 SMOKE = MINIATURE | dict(n_train=24, n_dev=8, n_test=8, size=32, pretrain_steps=30, max_steps=4, evals=2,
                          train=dict(batch_size=4, adapter_hidden=64, max_new_tokens=16))
 
