@@ -6,7 +6,7 @@
 from __future__ import annotations
 import argparse, csv, json, os, shlex, signal, statistics, subprocess, sys, time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 import yaml
 from .presets import at_steps, preset_diff
@@ -168,8 +168,7 @@ def plan_row(spec: TableSpec, row: Row, out: Path, sizes: dict | None = None, pr
     run = next(iter(sorted((out / 'runs').glob(f'*-{key}'))), out / 'runs' / f"{_slug(row.name)}-{key}")
     t |= dict(run_dir=str(run))
     jobs += [_train_job(t, run, procs), *eval_jobs(spec, row, run, t.get('num_beams', 5))]
-    for j in jobs: j.env = pinned_env(sizes and sizes.get('threads'))   # the miniature's numbers hold at one thread count
-    return Plan(row, run, jobs, prep, seed)
+    return Plan(row, run, [replace(j, env=pinned_env(sizes and sizes.get('threads'))) for j in jobs], prep, seed)   # miniature: threads pinned
 
 # %% ../nbs/11_reproduce.ipynb #55f1e4dc
 def _slug(name: str) -> str: return ''.join(c if c.isalnum() else '-' for c in name.lower()).strip('-')[:40]
